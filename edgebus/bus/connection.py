@@ -1,0 +1,351 @@
+"""One NATS connection per process: reconnect forever, JetStream contexts per connection.
+
+nats-py keeps JetStream context objects bound to the connection they were made on; after a
+server restart they must be made anew. :meth:`Bus.js` therefore caches contexts per
+*connection epoch* (incremented on every reconnect) and per domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from edgebus import names
+from edgebus.bus.errors import BusError, NoResponders, NotConnected, RemoteError, RequestTimeout, WrongRevision
+from edgebus.envelope import OP_ERROR, Envelope
+
+log = logging.getLogger("edgebus.bus")
+
+StateCallback = Callable[[bool], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class BusMsg:
+    """A received message, decoupled from nats-py's type."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    reply: str = ""
+    #: stream sequence for JetStream messages (0 for core messages)
+    seq: int = 0
+    num_pending: int = 0
+    num_delivered: int = 0
+    timestamp: datetime | None = None
+    raw: Msg | None = None
+
+    @classmethod
+    def from_nats(cls, msg: Msg, *, jetstream: bool = False) -> BusMsg:
+        out = cls(subject=msg.subject, data=msg.data or b"", headers=dict(msg.headers or {}), reply=msg.reply or "", raw=msg)
+        if jetstream:
+            try:
+                md = msg.metadata
+                out.seq = md.sequence.stream
+                out.num_pending = md.num_pending or 0
+                out.num_delivered = md.num_delivered or 0
+                out.timestamp = md.timestamp
+            except Exception:  # not a JetStream message (e.g. a status message)
+                pass
+        return out
+
+    async def ack(self) -> None:
+        if self.raw is not None and self.reply:
+            await self.raw.ack()
+
+    async def ack_sync(self, timeout: float = 2.0) -> None:
+        if self.raw is not None and self.reply:
+            await self.raw.ack_sync(timeout=timeout)
+
+    async def nak(self, delay: float | None = None) -> None:
+        if self.raw is not None and self.reply:
+            await self.raw.nak(delay=delay)
+
+    async def term(self) -> None:
+        if self.raw is not None and self.reply:
+            await self.raw.term()
+
+    async def in_progress(self) -> None:
+        if self.raw is not None and self.reply:
+            await self.raw.in_progress()
+
+    async def respond(self, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if self.raw is None or not self.reply:
+            return
+        await self.raw._client.publish(self.reply, data, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    stream: str
+    seq: int
+    duplicate: bool
+    domain: str | None
+
+
+class Bus:
+    """A process's NATS connection."""
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        name: str,
+        domain: str | None = None,
+        ping_interval: float = 5.0,
+        max_outstanding_pings: int = 2,
+        reconnect_wait: float = 0.5,
+        request_timeout: float = 5.0,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.name = name
+        self.domain = domain
+        self.ping_interval = ping_interval
+        self.max_outstanding_pings = max_outstanding_pings
+        self.reconnect_wait = reconnect_wait
+        self.request_timeout = request_timeout
+        self._auth = {k: v for k, v in {"token": token, "user": user, "password": password}.items() if v}
+        self._nc: NatsClient | None = None
+        self._epoch = 0
+        self._js: dict[tuple[int, str | None], JetStreamContext] = {}
+        self._listeners: list[StateCallback] = []
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    # -- connection -------------------------------------------------------------------
+    @property
+    def nc(self) -> NatsClient:
+        if self._nc is None:
+            raise NotConnected()
+        return self._nc
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def epoch(self) -> int:
+        """Incremented on every (re)connect; JetStream state is per epoch."""
+        return self._epoch
+
+    def on_state(self, cb: StateCallback) -> None:
+        """Call ``cb(True|False)`` on every connect / disconnect."""
+        self._listeners.append(cb)
+
+    async def _notify(self, up: bool) -> None:
+        for cb in list(self._listeners):
+            try:
+                res = cb(up)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:
+                log.exception("bus state listener failed")
+
+    async def connect(self, *, retry_for: float | None = None) -> None:
+        """Connect, retrying forever (or for ``retry_for`` seconds) until the server answers."""
+        loop = asyncio.get_running_loop()
+        deadline = None if retry_for is None else loop.time() + retry_for
+        delay = 0.1
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    servers=self.servers,
+                    name=self.name,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=self.reconnect_wait,
+                    ping_interval=self.ping_interval,
+                    max_outstanding_pings=self.max_outstanding_pings,
+                    connect_timeout=2,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                    closed_cb=self._on_closed,
+                    **self._auth,
+                )
+                break
+            except Exception as exc:
+                if deadline is not None and loop.time() >= deadline:
+                    raise NotConnected(f"cannot connect to {self.servers}: {exc}") from exc
+                log.info("waiting for NATS at %s (%s)", self.servers, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._epoch += 1
+        self._connected.set()
+        log.info("connected to NATS %s as %s", self._nc.connected_url.netloc if self._nc.connected_url else "?", self.name)
+        await self._notify(True)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        self._connected.clear()
+        log.warning("disconnected from NATS; reconnecting")
+        await self._notify(False)
+
+    async def _on_reconnected(self) -> None:
+        self._epoch += 1
+        self._js.clear()
+        self._connected.set()
+        log.info("reconnected to NATS (epoch %d)", self._epoch)
+        await self._notify(True)
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, (nats.errors.StaleConnectionError, ConnectionRefusedError, ConnectionResetError, OSError)):
+            log.debug("nats: %s", exc)
+        else:
+            log.warning("nats error: %r", exc)
+
+    async def _on_closed(self) -> None:
+        self._connected.clear()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise NotConnected(f"not connected after {timeout}s") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), 5)
+            except Exception:
+                try:
+                    await self._nc.close()
+                except Exception:
+                    pass
+        self._connected.clear()
+
+    # -- JetStream contexts -------------------------------------------------------------
+    def js(self, domain: str | None = None) -> JetStreamContext:
+        """A JetStream context for this connection epoch (``domain=None``: the local one)."""
+        key = (self._epoch, domain)
+        ctx = self._js.get(key)
+        if ctx is None:
+            ctx = self.nc.jetstream(domain=domain, timeout=self.request_timeout)
+            self._js = {k: v for k, v in self._js.items() if k[0] == self._epoch}
+            self._js[key] = ctx
+        return ctx
+
+    # -- core messaging -----------------------------------------------------------------
+    async def publish(self, subject: str, data: bytes | Envelope, headers: dict[str, str] | None = None) -> None:
+        payload, hdrs = _payload(data, headers)
+        try:
+            await self.nc.publish(subject, payload, headers=hdrs)
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        await self.nc.flush(timeout=timeout)
+
+    async def request(
+        self, subject: str, data: bytes | Envelope, *, headers: dict[str, str] | None = None, timeout: float | None = None
+    ) -> BusMsg:
+        payload, hdrs = _payload(data, headers)
+        try:
+            msg = await self.nc.request(subject, payload, timeout=timeout or self.request_timeout, headers=hdrs)
+        except nats.errors.NoRespondersError:
+            raise NoResponders(f"no responders on {subject}") from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"request on {subject} timed out") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+        return BusMsg.from_nats(msg)
+
+    async def call(self, subject: str, env: Envelope, *, timeout: float | None = None) -> Envelope:
+        """Request/reply with envelopes; an error reply raises :class:`RemoteError`."""
+        reply = await self.request(subject, env, timeout=timeout)
+        out = Envelope.decode(reply.data)
+        if out.route.operation == OP_ERROR:
+            c = out.content if isinstance(out.content, dict) else {}
+            raise RemoteError(str(c.get("message", "remote error")), code=int(c.get("code", 500)), reason=str(c.get("reason", "InternalError")))
+        return out
+
+    async def subscribe(
+        self, subject: str, cb: Callable[[BusMsg], Awaitable[None]], *, queue: str | None = None
+    ) -> Callable[[], Awaitable[None]]:
+        """Core subscription; returns an async ``unsubscribe``."""
+
+        async def _cb(msg: Msg) -> None:
+            await cb(BusMsg.from_nats(msg))
+
+        sub = await self.nc.subscribe(subject, queue=queue or "", cb=_cb)
+
+        async def unsubscribe() -> None:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+
+        return unsubscribe
+
+    # -- JetStream publish ----------------------------------------------------------------
+    async def js_publish(
+        self,
+        subject: str,
+        data: bytes | Envelope,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: str | None = None,
+        domain: str | None = None,
+        timeout: float | None = None,
+        expected_last_subject_seq: int | None = None,
+    ) -> PubAck:
+        payload, hdrs = _payload(data, headers)
+        if expected_last_subject_seq is not None:
+            hdrs = dict(hdrs or {})
+            hdrs[names.HDR_EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_subject_seq)
+        try:
+            ack = await self.js(domain).publish(
+                subject, payload, timeout=timeout or self.request_timeout, stream=stream, headers=hdrs
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == 10071:  # wrong last sequence
+                raise WrongRevision(exc.description or "wrong last sequence", current=_current_seq(exc.description)) from None
+            raise BusError(f"publish to {subject} failed: {exc}") from exc
+        except nats.errors.NoRespondersError:
+            raise NoResponders(f"no stream captures {subject}") from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"publish to {subject} timed out") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+        return PubAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate), domain=ack.domain)
+
+
+def _payload(data: bytes | Envelope, headers: dict[str, str] | None) -> tuple[bytes, dict[str, str] | None]:
+    if isinstance(data, Envelope):
+        hdrs = data.headers()
+        if headers:
+            hdrs.update(headers)
+        return data.encode(), hdrs
+    return data, headers
+
+
+def _current_seq(description: str | None) -> int | None:
+    # "wrong last sequence: 42"
+    if description and ":" in description:
+        try:
+            return int(description.rsplit(":", 1)[1].strip())
+        except ValueError:
+            return None
+    return None
+
+
+def error_reply(env: Envelope | None, *, source: str, message: str, code: int = 500, reason: str = "InternalError") -> Envelope:
+    content: dict[str, Any] = {"message": message, "code": code, "reason": reason}
+    if env is None:
+        return Envelope.new(source=source, operation=OP_ERROR, content=content)
+    return env.reply(source=source, content=content, operation=OP_ERROR)

@@ -1,0 +1,272 @@
+"""Every NATS subject, stream, consumer, KV bucket and JetStream domain edgebus uses.
+
+This module is the contract documented in ``docs/architecture.md`` ("Names"). No other
+module formats a subject by hand: they call the functions here, so the table in the docs,
+the code and what ``nats sub 'edgebus.>'`` shows can never drift apart.
+
+Node names and object names are DNS-1123 subdomains (lowercase alphanumerics, ``-`` and
+``.``). A ``.`` separates NATS subject tokens, and JetStream domains and stream names may
+not contain one, so inside a token every ``.`` becomes ``_`` (which DNS-1123 forbids, so
+the mapping is reversible). Cluster-scoped objects use ``_`` as their namespace token.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "edgebus"
+CLOUD_DOMAIN = "cloud"
+
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_TOKEN = re.compile(r"^[a-z0-9_-]+$")
+CLUSTER_NS = "_"
+
+
+class InvalidName(ValueError):
+    """A name that cannot be encoded into a subject token."""
+
+
+def is_dns1123_subdomain(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
+def encode_token(name: str) -> str:
+    """Encode a DNS-1123 name as one subject token (reversible: ``.`` -> ``_``)."""
+    if not is_dns1123_subdomain(name):
+        raise InvalidName(f"{name!r} is not a DNS-1123 subdomain")
+    return name.replace(".", "_")
+
+
+def decode_token(token: str) -> str:
+    if not _TOKEN.match(token):
+        raise InvalidName(f"{token!r} is not an encoded name token")
+    return token.replace("_", ".")
+
+
+def encode_ns(namespace: str | None) -> str:
+    return encode_token(namespace) if namespace else CLUSTER_NS
+
+
+def decode_ns(token: str) -> str | None:
+    return None if token == CLUSTER_NS else decode_token(token)
+
+
+# ---------------------------------------------------------------------------------------
+# JetStream domains
+# ---------------------------------------------------------------------------------------
+
+
+def node_domain(node: str) -> str:
+    """The JetStream domain of an edge node's leaf server (the node token itself)."""
+    tok = encode_token(node)
+    if tok == CLOUD_DOMAIN:
+        raise InvalidName(f"node name {node!r} is reserved for the cloud domain")
+    return tok
+
+
+def js_api_prefix(domain: str) -> str:
+    return f"$JS.{domain}.API"
+
+
+# ---------------------------------------------------------------------------------------
+# Streams, consumers, buckets
+# ---------------------------------------------------------------------------------------
+
+#: cloud: desired state for every node, latest message per subject only.
+STREAM_DOWN = "EDGEBUS_DOWN"
+#: cloud: everything edges send up (heartbeats, status, events), forwarded by edgehub.
+STREAM_UP = "EDGEBUS_UP"
+#: edge: this node's copy of its desired state, sourced from ``STREAM_DOWN``.
+STREAM_EDGE_DOWN = "EDGEBUS_EDGE_DOWN"
+#: edge: the outbox local services publish into; edgehub forwards it to ``STREAM_UP``.
+STREAM_EDGE_UP = "EDGEBUS_EDGE_UP"
+#: every domain: messages a service rejected, kept for inspection.
+STREAM_DLQ = "EDGEBUS_DLQ"
+
+#: cloud KV bucket holding every API object; resourceVersion = KV revision.
+BUCKET_OBJECTS = "edgebus-objects"
+
+CONSUMER_CLOUDHUB = "cloudhub"
+CONSUMER_METAMANAGER = "metamanager"
+CONSUMER_EDGEHUB_FORWARD = "edgehub-forward"
+
+
+def kv_stream(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+# ---------------------------------------------------------------------------------------
+# Object keys
+# ---------------------------------------------------------------------------------------
+
+
+def object_key(resource: str, namespace: str | None, name: str) -> str:
+    """KV key of an API object: ``<resource>.<ns>.<name>`` (tokens encoded)."""
+    return f"{resource}.{encode_ns(namespace)}.{encode_token(name)}"
+
+
+def object_key_filter(resource: str, namespace: str | None = None) -> str:
+    """KV key filter for every object of a resource (optionally in one namespace)."""
+    if namespace is None:
+        return f"{resource}.*.*"
+    return f"{resource}.{encode_ns(namespace)}.*"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    resource: str
+    namespace: str | None
+    name: str
+
+    @property
+    def key(self) -> str:
+        return object_key(self.resource, self.namespace, self.name)
+
+    def __str__(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.resource}/{ns}{self.name}"
+
+
+def parse_object_key(key: str) -> ObjectRef:
+    parts = key.split(".")
+    if len(parts) != 3:
+        raise InvalidName(f"{key!r} is not an object key")
+    return ObjectRef(parts[0], decode_ns(parts[1]), decode_token(parts[2]))
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    return f"$KV.{bucket}.{key}"
+
+
+def kv_subject_prefix(bucket: str) -> str:
+    return f"$KV.{bucket}."
+
+
+# ---------------------------------------------------------------------------------------
+# Subjects
+# ---------------------------------------------------------------------------------------
+
+
+def down_subject(node: str, resource: str, namespace: str | None, name: str) -> str:
+    """Desired state of one object for one node (``STREAM_DOWN``, latest wins)."""
+    return f"{PREFIX}.down.{encode_token(node)}.{object_key(resource, namespace, name)}"
+
+
+def down_filter(node: str | None = None) -> str:
+    if node is None:
+        return f"{PREFIX}.down.>"
+    return f"{PREFIX}.down.{encode_token(node)}.>"
+
+
+def parse_down_subject(subject: str) -> tuple[str, ObjectRef]:
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "down":
+        raise InvalidName(f"{subject!r} is not a downstream subject")
+    return decode_token(parts[2]), parse_object_key(".".join(parts[3:]))
+
+
+# Upstream kinds (the token after the node in outbox / up subjects).
+UP_HEARTBEAT = "heartbeat"
+UP_STATUS = "status"
+UP_EVENT = "event"
+
+
+def outbox_subject(node: str, kind: str, ref: ObjectRef | None = None) -> str:
+    """Where edge services publish upstream messages (``STREAM_EDGE_UP``, edge-local)."""
+    tail = f".{ref.key}" if ref is not None else ""
+    return f"{PREFIX}.outbox.{encode_token(node)}.{kind}{tail}"
+
+
+def outbox_filter(node: str) -> str:
+    return f"{PREFIX}.outbox.{encode_token(node)}.>"
+
+
+def up_subject_from_outbox(outbox: str) -> str:
+    """The cloud subject an outbox message is forwarded to (``outbox`` -> ``up``)."""
+    parts = outbox.split(".", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or parts[1] != "outbox":
+        raise InvalidName(f"{outbox!r} is not an outbox subject")
+    return f"{PREFIX}.up.{parts[2]}"
+
+
+def up_subject(node: str, kind: str, ref: ObjectRef | None = None) -> str:
+    tail = f".{ref.key}" if ref is not None else ""
+    return f"{PREFIX}.up.{encode_token(node)}.{kind}{tail}"
+
+
+def up_filter(node: str | None = None) -> str:
+    if node is None:
+        return f"{PREFIX}.up.>"
+    return f"{PREFIX}.up.{encode_token(node)}.>"
+
+
+@dataclass(frozen=True, slots=True)
+class UpSubject:
+    node: str
+    kind: str
+    ref: ObjectRef | None
+
+
+def parse_up_subject(subject: str) -> UpSubject:
+    parts = subject.split(".")
+    if len(parts) < 4 or parts[0] != PREFIX or parts[1] != "up":
+        raise InvalidName(f"{subject!r} is not an upstream subject")
+    node = decode_token(parts[2])
+    kind = parts[3]
+    ref = parse_object_key(".".join(parts[4:])) if len(parts) > 4 else None
+    return UpSubject(node, kind, ref)
+
+
+def meta_subject(node: str, op: str) -> str:
+    """Request/reply API of a node's metamanager (``list``, ``get``, ``stats``)."""
+    return f"{PREFIX}.node.{encode_token(node)}.meta.{op}"
+
+
+def meta_events_subject(node: str, resource: str | None = None) -> str:
+    """Change events a node's metamanager publishes after each LMDB commit."""
+    return f"{PREFIX}.node.{encode_token(node)}.meta.events.{resource or '*'}"
+
+
+def link_subject(node: str) -> str:
+    """Cloud-link state changes published by a node's edgehub."""
+    return f"{PREFIX}.node.{encode_token(node)}.link"
+
+
+def edgehub_subject(node: str, op: str) -> str:
+    """Request/reply API of a node's edgehub (``state``)."""
+    return f"{PREFIX}.node.{encode_token(node)}.edgehub.{op}"
+
+
+JOIN_SUBJECT = f"{PREFIX}.hub.join"
+
+
+def dlq_subject(service: str) -> str:
+    return f"{PREFIX}.dlq.{encode_token(service)}"
+
+
+DLQ_FILTER = f"{PREFIX}.dlq.>"
+
+# Queue groups (pool delivery: one instance of a service handles each message).
+def queue_group(service: str) -> str:
+    return f"{PREFIX}-{service}"
+
+
+# ---------------------------------------------------------------------------------------
+# Headers
+# ---------------------------------------------------------------------------------------
+
+HDR_MSG_ID = "Nats-Msg-Id"
+HDR_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+HDR_KV_OP = "KV-Operation"
+HDR_OP = "Edgebus-Op"
+HDR_RESOURCE = "Edgebus-Resource"
+HDR_RV = "Edgebus-Rv"
+HDR_SYNC = "Edgebus-Sync"
+HDR_SOURCE = "Edgebus-Source"
+HDR_PARENT = "Edgebus-Parent"
+HDR_HASH = "Edgebus-Hash"
+HDR_UP_SEQ = "Edgebus-Up-Seq"
+HDR_ERROR = "Edgebus-Error"
+CONTENT_TYPE = "Content-Type"
+MSGPACK = "application/msgpack"

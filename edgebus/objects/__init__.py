@@ -1,0 +1,43 @@
+"""The Kubernetes object model edgebus serves: resources, validation, selectors, tables."""
+
+from edgebus.objects.resources import (
+    CONFIGMAPS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    RESOURCES,
+    SECRETS,
+    SYSTEM_NAMESPACES,
+    Resource,
+    UnknownResource,
+    by_kind,
+    by_lmdb_key,
+    meta,
+    name_of,
+    namespace_of,
+    new_uid,
+    now,
+    resolve,
+    rv_of,
+)
+
+__all__ = [
+    "CONFIGMAPS",
+    "NAMESPACES",
+    "NODES",
+    "PODS",
+    "RESOURCES",
+    "SECRETS",
+    "SYSTEM_NAMESPACES",
+    "Resource",
+    "UnknownResource",
+    "by_kind",
+    "by_lmdb_key",
+    "meta",
+    "name_of",
+    "namespace_of",
+    "new_uid",
+    "now",
+    "resolve",
+    "rv_of",
+]

@@ -1,0 +1,171 @@
+"""The columns users know from ``kubectl get``, for the CLI (and the API's Table output)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgebus.objects.resources import parse_time
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    get: Callable[[dict[str, Any]], str]
+    wide: bool = False
+    type: str = "string"
+    description: str = ""
+
+
+def age(ts: str | None, now: dt.datetime | None = None) -> str:
+    t = parse_time(ts)
+    if t is None:
+        return "<unknown>"
+    secs = int(((now or dt.datetime.now(dt.UTC)) - t).total_seconds())
+    secs = max(secs, 0)
+    if secs < 120:
+        return f"{secs}s"
+    mins = secs // 60
+    if mins < 10:
+        s = secs % 60
+        return f"{mins}m{s}s" if s else f"{mins}m"
+    if mins < 180:
+        return f"{mins}m"
+    hours = mins // 60
+    if hours < 8:
+        m = mins % 60
+        return f"{hours}h{m}m" if m else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if days < 8:
+        h = hours % 24
+        return f"{days}d{h}h" if h else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y{days % 365}d"
+
+
+def _md(o: dict[str, Any]) -> dict[str, Any]:
+    return o.get("metadata") or {}
+
+
+def _name(o: dict[str, Any]) -> str:
+    return str(_md(o).get("name", ""))
+
+
+def _age(o: dict[str, Any]) -> str:
+    return age(_md(o).get("creationTimestamp"))
+
+
+def node_ready(node: dict[str, Any]) -> str:
+    """``True``, ``False`` or ``Unknown`` (the Ready condition's status)."""
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("status", "Unknown"))
+    return "Unknown"
+
+
+def node_status(node: dict[str, Any]) -> str:
+    s = "Ready" if node_ready(node) == "True" else "NotReady"
+    if (node.get("spec") or {}).get("unschedulable"):
+        s += ",SchedulingDisabled"
+    return s
+
+
+def node_roles(node: dict[str, Any]) -> str:
+    roles = sorted(
+        k.split("/", 1)[1] for k in (_md(node).get("labels") or {}) if k.startswith("node-role.kubernetes.io/") and "/" in k
+    )
+    return ",".join(r for r in roles if r) or "<none>"
+
+
+def _node_ip(node: dict[str, Any], kind: str) -> str:
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") == kind:
+            return str(a.get("address", ""))
+    return "<none>"
+
+
+def pod_ready(pod: dict[str, Any]) -> str:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    total = len((pod.get("spec") or {}).get("containers") or [])
+    ready = sum(1 for s in statuses if s.get("ready"))
+    return f"{ready}/{total}"
+
+
+def pod_status(pod: dict[str, Any]) -> str:
+    if _md(pod).get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    for s in status.get("containerStatuses") or []:
+        state = s.get("state") or {}
+        if "waiting" in state and state["waiting"].get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state and state["terminated"].get("reason") and status.get("phase") != "Succeeded":
+            reason = state["terminated"]["reason"]
+    return str(reason)
+
+
+def pod_restarts(pod: dict[str, Any]) -> str:
+    return str(sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or []))
+
+
+def _data_count(o: dict[str, Any]) -> str:
+    return str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))
+
+
+COLUMNS: dict[str, list[Column]] = {
+    "nodes": [
+        Column("NAME", _name),
+        Column("STATUS", node_status),
+        Column("ROLES", node_roles),
+        Column("AGE", _age),
+        Column("VERSION", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""))),
+        Column("INTERNAL-IP", lambda o: _node_ip(o, "InternalIP"), wide=True),
+        Column("OS-IMAGE", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("osImage", "<unknown>")), wide=True),
+        Column("KERNEL-VERSION", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion", "<unknown>")), wide=True),
+        Column("CONTAINER-RUNTIME", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion", "<unknown>")), wide=True),
+    ],
+    "pods": [
+        Column("NAME", _name),
+        Column("READY", pod_ready),
+        Column("STATUS", pod_status),
+        Column("RESTARTS", pod_restarts, type="integer"),
+        Column("AGE", _age),
+        Column("IP", lambda o: str((o.get("status") or {}).get("podIP") or "<none>"), wide=True),
+        Column("NODE", lambda o: str((o.get("spec") or {}).get("nodeName") or "<none>"), wide=True),
+    ],
+    "configmaps": [Column("NAME", _name), Column("DATA", _data_count, type="integer"), Column("AGE", _age)],
+    "secrets": [
+        Column("NAME", _name),
+        Column("TYPE", lambda o: str(o.get("type") or "Opaque")),
+        Column("DATA", _data_count, type="integer"),
+        Column("AGE", _age),
+    ],
+    "namespaces": [
+        Column("NAME", _name),
+        Column("STATUS", lambda o: str((o.get("status") or {}).get("phase") or "Active")),
+        Column("AGE", _age),
+    ],
+}
+
+DEFAULT_COLUMNS = [Column("NAME", _name), Column("AGE", _age)]
+
+
+def columns(resource: str, *, wide: bool = False) -> list[Column]:
+    cols = COLUMNS.get(resource, DEFAULT_COLUMNS)
+    return [c for c in cols if wide or not c.wide]
+
+
+def rows(resource: str, objs: list[dict[str, Any]], *, wide: bool = False, with_namespace: bool = False) -> tuple[list[str], list[list[str]]]:
+    cols = columns(resource, wide=wide)
+    headers = [c.name for c in cols]
+    out = [[c.get(o) for c in cols] for o in objs]
+    if with_namespace:
+        headers = ["NAMESPACE", *headers]
+        out = [[str(_md(o).get("namespace") or ""), *r] for o, r in zip(objs, out, strict=True)]
+    return headers, out

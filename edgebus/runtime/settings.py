@@ -1,0 +1,80 @@
+"""Typed settings: defaults < YAML file (``EDGEBUS_CONFIG``) < environment (``EDGEBUS_*``).
+
+Nested groups use ``__`` in environment variables, e.g. ``EDGEBUS_NATS__URL``,
+``EDGEBUS_OPS__PORT``, ``EDGEBUS_METAMANAGER__DATA_DIR``. Each service extends
+:class:`ServiceSettings` with a group of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+class NatsSettings(BaseModel):
+    """The NATS server this process talks to (for edge services: the node's leaf server)."""
+
+    url: str = Field("nats://127.0.0.1:4222", description="Server URL(s), comma-separated.")
+    ping_interval: float = Field(5.0, description="Client ping interval, seconds.")
+    request_timeout: float = Field(5.0, description="Default request / JetStream API timeout, seconds.")
+    token: str | None = Field(None, description="Auth token, when the server requires one.")
+
+    def servers(self) -> list[str]:
+        return [s.strip() for s in self.url.split(",") if s.strip()]
+
+
+class OpsSettings(BaseModel):
+    """The operations HTTP endpoint: /healthz, /readyz, /metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, description="0 disables the endpoint.")
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    file: str | None = Field(None, description="Log to this file instead of stderr.")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEBUS_", env_nested_delimiter="__", extra="ignore")
+
+    node: str | None = Field(None, description="Edge services: the name of this node.")
+    cloud_domain: str = Field("cloud", description="JetStream domain of the cloud.")
+    nats: NatsSettings = NatsSettings()
+    ops: OpsSettings = OpsSettings()
+    log: LogSettings = LogSettings()
+    drain_timeout: float = Field(10.0, description="Seconds to finish in-flight work on SIGTERM.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("EDGEBUS_CONFIG")
+        if path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def to_env(settings: dict[str, Any], prefix: str = "EDGEBUS_") -> dict[str, str]:
+    """Flatten a nested settings dict into ``EDGEBUS_*`` environment variables."""
+    out: dict[str, str] = {}
+    for k, v in settings.items():
+        key = f"{prefix}{k.upper()}"
+        if isinstance(v, dict):
+            out.update(to_env(v, key + "__"))
+        elif v is None:
+            continue
+        elif isinstance(v, bool):
+            out[key] = "true" if v else "false"
+        else:
+            out[key] = str(v)
+    return out
