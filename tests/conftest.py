@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -38,22 +37,3 @@ async def bus(hub: Hub) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.close()
-
-
-async def eventually(fn, *, timeout: float = 10.0, interval: float = 0.05, msg: str = "condition"):
-    """Await until ``fn()`` (sync or async) returns a truthy value; return it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last = None
-    while loop.time() < deadline:
-        res = fn()
-        if asyncio.iscoroutine(res):
-            res = await res
-        if res:
-            return res
-        last = res
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{msg} not reached within {timeout}s (last: {last!r})")
-
-
-__all__ = ["eventually", "start_leaf"]
