@@ -148,7 +148,7 @@ class Envelope:
                 parent_id=_str(raw, "parent_id"),
                 timestamp=_int(raw, "timestamp"),
                 resource_version=_str(raw, "resource_version"),
-                sync=bool(raw.get("sync", False)),
+                sync=_bool(raw, "sync"),
                 seq=_int(raw, "seq"),
             )
         except (TypeError, ValueError) as exc:
@@ -166,6 +166,15 @@ def _str(d: dict[str, Any], key: str) -> str:
         return ""
     if not isinstance(v, str):
         raise TypeError(f"{key} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _bool(d: dict[str, Any], key: str) -> bool:
+    v = d.get(key, False)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise TypeError(f"{key} must be a boolean, got {type(v).__name__}")
     return v
 
 

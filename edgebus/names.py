@@ -28,7 +28,7 @@ class InvalidName(ValueError):
 
 
 def is_dns1123_subdomain(name: str) -> bool:
-    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+    return isinstance(name, str) and len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.fullmatch(name))
 
 
 def encode_token(name: str) -> str:
@@ -39,7 +39,7 @@ def encode_token(name: str) -> str:
 
 
 def decode_token(token: str) -> str:
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise InvalidName(f"{token!r} is not an encoded name token")
     return token.replace("_", ".")
 

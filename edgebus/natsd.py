@@ -89,7 +89,7 @@ class LeafConfig:
     http_port: int | None = None
     ping_interval: str = "2s"
     ping_max: int = 2
-    max_file_store: str = "1G"
+    max_file_store: str = "4G"
     sync_interval: str = "1s"
 
     def render(self) -> str:

@@ -37,6 +37,8 @@ log = logging.getLogger("edgebus.objectstore")
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
 DELETED = "DELETED"
+#: Yielded once (with ``bookmarks=True``) when the initial objects have all been delivered.
+BOOKMARK = "BOOKMARK"
 
 #: Resources whose ``status`` is a subresource: the main PUT keeps the stored status.
 STATUS_SUBRESOURCE = {"pods", "nodes", "namespaces"}
@@ -304,13 +306,14 @@ class ObjectStore:
         from_revision: int | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-        caught_up: Callable[[int], None] | None = None,
+        bookmarks: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         """Events for ``resources``: current objects as ADDED first (no ``from_revision``),
         or every change after ``from_revision``; then live changes, forever.
 
         With selectors, an object that stops matching yields DELETED and one that starts
-        matching yields ADDED, as Kubernetes does.
+        matching yields ADDED, as Kubernetes does. With ``bookmarks``, a ``BOOKMARK`` event
+        (no object) marks the moment everything present at the start has been delivered.
         """
         lp, fp = label_predicate(label_selector), field_predicate(field_selector)
         filters = [names.object_key_filter(r.plural, namespace if r.namespaced else None) for r in resources]
@@ -321,8 +324,8 @@ class ObjectStore:
             async for e in it:
                 if isinstance(e, CaughtUp):
                     initial = False
-                    if caught_up is not None:
-                        caught_up(e.last_seq)
+                    if bookmarks:
+                        yield WatchEvent(BOOKMARK, {}, resources[0], e.last_seq)
                     continue
                 resource = _resource_of_key(e.key)
                 if resource is None:

@@ -152,6 +152,7 @@ async def read_stream(
     nothing is yielded twice.
     """
     filters = [subjects] if isinstance(subjects, str) else list(subjects)
+    consumer: str | None = None
     last_seq = 0
     caught_up = False
     backoff = Backoff()
@@ -192,6 +193,7 @@ async def read_stream(
                     info = await js.add_consumer(stream, cfg)
                     sub = await js.pull_subscribe_bind(consumer=name, stream=stream)
                     sub_epoch = bus.epoch
+                    consumer = name
                     if not caught_up and (info.num_pending or 0) == 0:
                         caught_up = True
                         yield CaughtUp(last_seq)
@@ -234,3 +236,14 @@ async def read_stream(
     finally:
         if sub is not None:
             await _unsub(sub)
+            # Delete the ephemeral consumer now rather than leaving it to expire after
+            # ``inactive_threshold``: every object-store list and watch makes one.
+            if consumer is not None:
+                await _delete_consumer(bus, domain, stream, consumer)
+
+
+async def _delete_consumer(bus: Bus, domain: str | None, stream: str, name: str) -> None:
+    try:
+        await asyncio.wait_for(bus.js(domain).delete_consumer(stream, name), 2.0)
+    except Exception as exc:
+        log.debug("deleting consumer %s on %s: %s", name, stream, exc)

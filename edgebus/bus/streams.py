@@ -82,6 +82,7 @@ class StreamState:
     subjects: list[str] = field(default_factory=list)
     sources: list[SourceState] = field(default_factory=list)
     max_msgs_per_subject: int = -1
+    created: str = ""
 
 
 @dataclass(slots=True)
@@ -174,6 +175,7 @@ async def stream_state(bus: Bus, stream: str, *, domain: str | None = None, subj
         consumers=st.consumer_count,
         subjects=list(info.config.subjects or []),
         max_msgs_per_subject=info.config.max_msgs_per_subject,
+        created=info.created.isoformat() if info.created else "",
     )
     for s in info.sources or []:
         err = None

@@ -45,7 +45,10 @@ def age(ts: str | None, now: dt.datetime | None = None) -> str:
         return f"{days}d{h}h" if h else f"{days}d"
     if days < 365 * 2:
         return f"{days}d"
-    return f"{days // 365}y{days % 365}d"
+    if days < 365 * 8:
+        d = days % 365
+        return f"{days // 365}y{d}d" if d else f"{days // 365}y"
+    return f"{days // 365}y"
 
 
 def _md(o: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def pod_status(pod: dict[str, Any]) -> str:
         state = s.get("state") or {}
         if "waiting" in state and state["waiting"].get("reason"):
             reason = state["waiting"]["reason"]
-        elif "terminated" in state and state["terminated"].get("reason") and status.get("phase") != "Succeeded":
+        elif "terminated" in state and state["terminated"].get("reason"):
             reason = state["terminated"]["reason"]
     return str(reason)
 

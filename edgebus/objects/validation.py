@@ -71,22 +71,26 @@ def _show(v: Any) -> str:
 def check_dns_label(c: Causes, field: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         c.required(field)
-    elif len(value) > 63 or not DNS1123_LABEL.match(value):
+    elif len(value) > 63 or not DNS1123_LABEL.fullmatch(value):
         c.invalid(field, value, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character")
 
 
 def check_dns_subdomain(c: Causes, field: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         c.required(field)
-    elif len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+    elif len(value) > 253 or not DNS1123_SUBDOMAIN.fullmatch(value):
         c.invalid(field, value, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
 
 
 def _check_qualified(c: Causes, field: str, key: str) -> None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+    prefix, sep, name = key.rpartition("/")
+    if sep and not prefix:
+        c.invalid(field, key, "prefix part must be non-empty")
+        return
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.fullmatch(prefix)):
         c.invalid(field, key, "prefix part must be a DNS-1123 subdomain")
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         c.invalid(field, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")
 
 
@@ -103,7 +107,7 @@ def _check_string_map(c: Causes, field: str, m: Any, *, labels: bool) -> None:
         _check_qualified(c, field, k)
         if not isinstance(v, str):
             c.type_error(f"{field}[{k}]", "a string", v)
-        elif labels and (len(v) > 63 or not _LABEL_VALUE.match(v)):
+        elif labels and (len(v) > 63 or not _LABEL_VALUE.fullmatch(v)):
             c.invalid(f"{field}[{k}]", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")
 
 
@@ -155,7 +159,7 @@ def _check_pod(c: Causes, obj: dict[str, Any]) -> None:
         if not isinstance(init, list):
             c.type_error("spec.initContainers", "a list", init)
         else:
-            seen = {x.get("name") for x in containers or [] if isinstance(x, dict)}
+            seen = {x.get("name") for x in containers or [] if isinstance(x, dict) and isinstance(x.get("name"), str)}
             _check_containers(c, "spec.initContainers", init, seen)
     if spec.get("nodeName") not in (None, ""):
         check_dns_subdomain(c, "spec.nodeName", spec.get("nodeName"))
@@ -177,9 +181,11 @@ def _check_pod(c: Causes, obj: dict[str, Any]) -> None:
                     c.type_error(f, "an object", v)
                     continue
                 check_dns_label(c, f"{f}.name", v.get("name"))
-                if v.get("name") in names:
-                    c.duplicate(f"{f}.name", v.get("name"))
-                names.add(v.get("name"))
+                vname = v.get("name")
+                if isinstance(vname, str):
+                    if vname in names:
+                        c.duplicate(f"{f}.name", vname)
+                    names.add(vname)
                 cm = v.get("configMap")
                 if isinstance(cm, dict):
                     check_dns_subdomain(c, f"{f}.configMap.name", cm.get("name"))
@@ -195,9 +201,11 @@ def _check_containers(c: Causes, field: str, containers: list[Any], seen: set[An
             c.type_error(f, "an object", ct)
             continue
         check_dns_label(c, f"{f}.name", ct.get("name"))
-        if ct.get("name") in seen:
-            c.duplicate(f"{f}.name", ct.get("name"))
-        seen.add(ct.get("name"))
+        cname = ct.get("name")
+        if isinstance(cname, str):
+            if cname in seen:
+                c.duplicate(f"{f}.name", cname)
+            seen.add(cname)
         image = ct.get("image")
         if not isinstance(image, str) or not image.strip():
             c.required(f"{f}.image")
@@ -214,7 +222,7 @@ def _check_containers(c: Causes, field: str, containers: list[Any], seen: set[An
                 c.type_error(f"{f}.env", "a list", env)
             else:
                 for j, e in enumerate(env):
-                    if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not _ENV_NAME.match(e["name"]):
+                    if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not _ENV_NAME.fullmatch(e["name"]):
                         c.invalid(f"{f}.env[{j}].name", e.get("name") if isinstance(e, dict) else e, "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit")
         ports = ct.get("ports")
         if ports is not None:
@@ -236,7 +244,7 @@ def _check_config_data(c: Causes, obj: dict[str, Any], *, base64_values: bool, f
         return 0
     size = 0
     for k, v in data.items():
-        if not isinstance(k, str) or not _CONFIG_KEY.match(k) or len(k) > 253:
+        if not isinstance(k, str) or not _CONFIG_KEY.fullmatch(k) or len(k) > 253 or k in (".", "..") or k.startswith(".."):
             c.invalid(f"{field}[{k}]", k, "a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
             continue
         if not isinstance(v, str):

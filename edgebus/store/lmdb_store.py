@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -56,19 +56,35 @@ def _unpack(b: bytes) -> Any:
 
 
 class Table(Generic[T]):
-    """A named LMDB database with string keys and msgpack values."""
+    """A named LMDB database with string keys and msgpack values.
+
+    Reads return snapshots (lists, not lazy iterators): a read transaction is never held
+    across an ``await`` or a map growth.
+    """
 
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
         self.db = store.env.open_db(name.encode(), create=not store.readonly)
 
+    def _read(self, fn: Callable[[lmdb.Transaction], R]) -> R:
+        self.store._check_pid()
+        for attempt in range(3):
+            try:
+                with self.store.env.begin(db=self.db) as t:
+                    return fn(t)
+            except lmdb.MapResizedError:
+                # another process grew the map: adopt its size and read again
+                self.store.env.set_mapsize(0)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def get(self, key: str, txn: Txn | None = None) -> T | None:
         if txn is not None:
             raw = txn.raw.get(key.encode(), db=self.db)
         else:
-            with self.store.env.begin(db=self.db) as t:
-                raw = t.get(key.encode())
+            raw = self._read(lambda t: t.get(key.encode()))
         return None if raw is None else _unpack(raw)
 
     def put(self, txn: Txn, key: str, value: T) -> None:
@@ -77,27 +93,42 @@ class Table(Generic[T]):
     def delete(self, txn: Txn, key: str) -> bool:
         return bool(txn.raw.delete(key.encode(), db=self.db))
 
-    def items(self, prefix: str = "", txn: Txn | None = None) -> Iterator[tuple[str, T]]:
+    def items(self, prefix: str = "", txn: Txn | None = None) -> list[tuple[str, T]]:
         """Every (key, value) whose key starts with ``prefix``, in key order (a snapshot)."""
         if txn is not None:
-            yield from self._scan(txn.raw, prefix)
-            return
-        with self.store.env.begin(db=self.db) as t:
-            yield from self._scan(t, prefix)
+            return self._scan(txn.raw, prefix)
+        return self._read(lambda t: self._scan(t, prefix))
 
-    def _scan(self, t: lmdb.Transaction, prefix: str) -> Iterator[tuple[str, T]]:
+    def items_from(self, start: str, limit: int = 1000) -> list[tuple[str, T]]:
+        """Up to ``limit`` (key, value) pairs with key >= ``start``, in key order."""
+
+        def scan(t: lmdb.Transaction) -> list[tuple[str, T]]:
+            out: list[tuple[str, T]] = []
+            cur = t.cursor(db=self.db)
+            if not cur.set_range(start.encode()):
+                return out
+            for k, v in cur:
+                out.append((k.decode(), _unpack(v)))
+                if len(out) >= limit:
+                    break
+            return out
+
+        return self._read(scan)
+
+    def _scan(self, t: lmdb.Transaction, prefix: str) -> list[tuple[str, T]]:
         p = prefix.encode()
+        out: list[tuple[str, T]] = []
         cur = t.cursor(db=self.db)
         if not cur.set_range(p):
-            return
+            return out
         for k, v in cur:
             if not k.startswith(p):
                 break
-            yield k.decode(), _unpack(v)
+            out.append((k.decode(), _unpack(v)))
+        return out
 
     def count(self) -> int:
-        with self.store.env.begin(db=self.db) as t:
-            return int(t.stat(self.db)["entries"])
+        return int(self._read(lambda t: t.stat(self.db)["entries"]))
 
 
 class Txn:
@@ -141,7 +172,7 @@ class Store:
             readonly=readonly,
             lock=True,
         )
-        # A reopened environment keeps its grown size; start from whichever is larger.
+        # LMDB maps only the committed size on reopen; start from whichever is larger.
         info = self.env.info()
         if info["map_size"] < map_size and not readonly:
             self.env.set_mapsize(map_size)

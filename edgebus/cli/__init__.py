@@ -1,0 +1,1 @@
+"""The ``edgebus`` command line."""

@@ -1,0 +1,3 @@
+from services.cloudhub.service import main
+
+main()

@@ -1,0 +1,167 @@
+"""cloudhub handlers: node join, and ingestion of everything edges send up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from edgebus import names
+from edgebus.bus import DurableSpec, Message, Router
+from edgebus.errors import AlreadyExists, ApiError, InvalidMessage, NotFound
+from edgebus.objects import NODES, PODS, RESOURCES
+from edgebus.objectstore import ObjectStore
+from services.cloudhub import logic
+from services.cloudhub.config import Settings
+
+log = logging.getLogger("edgebus.cloudhub")
+
+INGESTED = Counter("edgebus_cloudhub_ingested_total", "Upstream messages ingested", ["kind", "outcome"])
+JOINS = Counter("edgebus_cloudhub_joins_total", "Node join requests", ["outcome"])
+
+
+class Unauthorized(ApiError):
+    code = 401
+    reason = "Unauthorized"
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    store: ObjectStore
+
+    @property
+    def grace(self) -> float:
+        return self.settings.cloudhub.node_grace_period
+
+
+UP_CONSUMER = DurableSpec(
+    stream=names.STREAM_UP,
+    durable=names.CONSUMER_CLOUDHUB,
+    filter_subject=names.up_filter(),
+    ack_wait=10.0,
+    max_ack_pending=1000,
+    batch=100,
+)
+
+router: Router[Ctx] = Router("cloudhub")
+
+
+@router.reply(names.JOIN_SUBJECT, name="join")
+async def join(m: Message, ctx: Ctx) -> dict[str, Any]:
+    c = m.env.content
+    if not isinstance(c, dict) or not isinstance(c.get("node"), str):
+        JOINS.labels("invalid").inc()
+        raise InvalidMessage("join needs {node, token}")
+    node = c["node"]
+    tokens = ctx.settings.cloudhub.bootstrap_tokens
+    if tokens and c.get("token") not in tokens:
+        JOINS.labels("unauthorized").inc()
+        raise Unauthorized(f"node {node}: invalid bootstrap token")
+    try:
+        names.node_domain(node)
+    except names.InvalidName as exc:
+        JOINS.labels("invalid").inc()
+        raise InvalidMessage(f"invalid node name: {exc}") from None
+    labels = c.get("labels") if isinstance(c.get("labels"), dict) else {}
+    reported = c.get("status") if isinstance(c.get("status"), dict) else None
+    arch = ((reported or {}).get("nodeInfo") or {}).get("architecture", "amd64")
+    try:
+        await ctx.store.create(NODES, logic.new_node(node, labels, reported, arch))
+        JOINS.labels("created").inc()
+        log.info("node %s joined (new)", node)
+    except AlreadyExists:
+        JOINS.labels("rejoined").inc()
+        log.info("node %s joined again", node)
+    return {"node": node, "cloudDomain": ctx.settings.cloud_domain, "gracePeriod": ctx.grace}
+
+
+@router.durable(UP_CONSUMER, name="ingest")
+async def ingest(m: Message, ctx: Ctx) -> None:
+    try:
+        up = names.parse_up_subject(m.subject)
+    except names.InvalidName as exc:
+        raise InvalidMessage(str(exc)) from None
+    if up.kind == names.UP_HEARTBEAT:
+        await heartbeat(ctx, up.node, m.env.content)
+    elif up.kind == names.UP_STATUS and up.ref is not None:
+        await status(ctx, up.node, up.ref, m.env.content)
+    elif up.kind == names.UP_EVENT:
+        INGESTED.labels("event", "ok").inc()
+    else:
+        raise InvalidMessage(f"unknown upstream kind {up.kind!r}")
+
+
+def _time_ns(content: Any) -> int:
+    if not isinstance(content, dict):
+        raise InvalidMessage("upstream content must be a map")
+    t = content.get("time")
+    if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
+        raise InvalidMessage("upstream content needs an integer 'time' (ns)")
+    return t
+
+
+async def heartbeat(ctx: Ctx, node: str, content: Any) -> None:
+    t = _time_ns(content)
+    if not logic.heartbeat_fresh(t, time.time_ns(), ctx.grace):
+        INGESTED.labels("heartbeat", "stale").inc()
+        return
+    now = dt.datetime.now(dt.UTC)
+
+    def update(obj: dict[str, Any]) -> dict[str, Any] | None:
+        if not logic.needs_heartbeat_write(obj, now, ctx.grace):
+            return None
+        return logic.set_ready(obj, "True", "EdgeReady", "edge node is posting heartbeats", now, heartbeat=True)
+
+    try:
+        await ctx.store.mutate(NODES, None, node, update)
+    except NotFound:
+        INGESTED.labels("heartbeat", "unknown-node").inc()
+        raise InvalidMessage(f"heartbeat from node {node}, which has not joined") from None
+    INGESTED.labels("heartbeat", "ok").inc()
+
+
+async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> None:
+    t = _time_ns(content)
+    reported = content.get("status")
+    if not isinstance(reported, dict):
+        raise InvalidMessage("status report needs a 'status' map")
+    resource = RESOURCES.get(ref.resource)
+    if resource is NODES:
+        if ref.name != node:
+            raise InvalidMessage(f"node {node} may not report the status of node {ref.name}")
+
+        def update_node(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if not logic.report_is_newer(obj, t):
+                return None
+            logic.stamp(obj, t)
+            return logic.merge_node_status(obj, reported)
+
+        try:
+            res = await ctx.store.mutate(NODES, None, node, update_node)
+        except NotFound:
+            raise InvalidMessage(f"status from node {node}, which has not joined") from None
+        INGESTED.labels("node-status", "ok" if res is not None else "stale").inc()
+    elif resource is PODS:
+
+        def update_pod(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if (obj.get("spec") or {}).get("nodeName") != node:
+                raise InvalidMessage(f"node {node} reported pod {ref} which is not bound to it")
+            if not logic.report_is_newer(obj, t):
+                return None
+            logic.stamp(obj, t)
+            obj["status"] = reported
+            return obj
+
+        try:
+            res = await ctx.store.mutate(PODS, ref.namespace, ref.name, update_pod)
+        except NotFound:
+            INGESTED.labels("pod-status", "gone").inc()
+            return
+        INGESTED.labels("pod-status", "ok" if res is not None else "stale").inc()
+    else:
+        raise InvalidMessage(f"status of {ref.resource} is not accepted from edges")

@@ -1,0 +1,3 @@
+from services.edgecontroller.service import main
+
+main()

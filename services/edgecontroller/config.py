@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from edgebus.runtime import ServiceSettings
+
+
+class EdgeControllerSettings(BaseModel):
+    stream_replicas: int = Field(1, description="Replicas of the cloud streams (3 in a NATS cluster).")
+    kv_replicas: int = Field(1, description="Replicas of the objects KV bucket.")
+
+
+class Settings(ServiceSettings):
+    edgecontroller: EdgeControllerSettings = EdgeControllerSettings()

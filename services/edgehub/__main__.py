@@ -1,0 +1,3 @@
+from services.edgehub.service import main
+
+main()

@@ -1,0 +1,3 @@
+from services.metamanager.service import main
+
+main()

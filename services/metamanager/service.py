@@ -1,0 +1,41 @@
+"""metamanager wiring: the node's LMDB store of desired state, fed from EDGEBUS_EDGE_DOWN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgebus import topology
+from edgebus.runtime import Service, setup_logging
+from services.metamanager.config import Settings
+from services.metamanager.handlers import Ctx, build_router
+from services.metamanager.store import MetaStore
+
+
+def build(settings: Settings | None = None) -> Service[Ctx]:
+    settings = settings or Settings()
+    if not settings.node:
+        raise SystemExit("metamanager needs EDGEBUS_NODE (the name of this edge node)")
+    mm = settings.metamanager
+    router = build_router(settings.node, batch=mm.batch, ack_wait=mm.ack_wait)
+    svc: Service[Ctx] = Service("metamanager", settings, router=router)
+    store = MetaStore(Path(mm.data_dir), map_size=mm.map_size_mb << 20, max_map_size=mm.max_map_size_mb << 20)
+    svc.ctx = Ctx(node=settings.node, bus=svc.bus, store=store)
+
+    @svc.on_start
+    async def ensure_streams(s: Service[Ctx]) -> None:
+        assert settings.node
+        await topology.ensure_edge_streams(s.bus, settings.node, settings.cloud_domain)
+
+    @svc.on_stop
+    async def close_store(s: Service[Ctx]) -> None:
+        store.close()
+
+    return svc
+
+
+def main() -> None:
+    from edgebus.runtime import main as run
+
+    settings = Settings()
+    setup_logging("metamanager", settings)
+    run(lambda: build(settings))

@@ -1,0 +1,130 @@
+"""metamanager's LMDB tables.
+
+* ``objects``  - ``/<group>/<version>/<plural>/<ns>/<name>`` -> the object (msgpack)
+* ``meta``     - same key -> ``{sync, rv, updates, deleted, revision}``: the last applied
+  sync version (tombstones are kept so a late, older message is still recognised), how
+  many downstream updates were applied to this key, and the local revision of the change
+* ``state``    - ``revision`` (local, monotonic, one per applied change), counters
+* ``changelog``- ``<revision, zero-padded>`` -> ``{key, sync, type}`` for the last
+  ``CHANGELOG_KEEP`` changes: lets a local watcher resume from a revision, and shows
+  exactly what was applied (each ``(key, sync)`` at most once)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgebus.objects import Resource
+from edgebus.store import Store, Txn
+
+CHANGELOG_KEEP = 10_000
+
+
+def _rev_key(rev: int) -> str:
+    return f"{rev:020d}"
+
+
+@dataclass(slots=True)
+class Change:
+    type: str  # ADDED | MODIFIED | DELETED
+    key: str
+    resource: str
+    namespace: str | None
+    name: str
+    revision: int
+    object: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Item:
+    """One downstream message decided for application."""
+
+    resource: Resource
+    namespace: str | None
+    name: str
+    delete: bool
+    seq: int
+    rv: str
+    obj: dict[str, Any] | None
+
+
+class MetaStore:
+    def __init__(self, path: str | Path, *, map_size: int = 64 << 20, max_map_size: int = 16 << 30) -> None:
+        self.store = Store(path, map_size=map_size, max_map_size=max_map_size)
+        self.objects = self.store.table("objects")
+        self.meta = self.store.table("meta")
+        self.state = self.store.table("state")
+        self.changelog = self.store.table("changelog")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def meta_of(self, key: str, txn: Txn | None = None) -> dict[str, Any] | None:
+        return self.meta.get(key, txn)
+
+    def apply(self, items: list[Item], *, received: int) -> list[Change]:
+        """Commit ``items`` in one transaction; returns the changes, in order."""
+
+        def run(t: Txn) -> list[Change]:
+            changes: list[Change] = []
+            rev = int(self.state.get("revision", t) or 0)
+            for it in items:
+                key = it.resource.lmdb_key(it.namespace, it.name)
+                cur = self.meta.get(key, t)
+                if cur is not None and it.seq <= int(cur.get("sync", 0)):
+                    continue  # a duplicate inside one batch
+                existed = self.objects.get(key, t) is not None
+                rev += 1
+                if it.delete:
+                    if not existed:
+                        typ = ""
+                    else:
+                        typ = "DELETED"
+                    self.objects.delete(t, key)
+                    obj = None
+                else:
+                    typ = "MODIFIED" if existed else "ADDED"
+                    obj = it.obj
+                    self.objects.put(t, key, obj)
+                updates = int(cur.get("updates", 0)) + 1 if cur else 1
+                self.meta.put(t, key, {"sync": it.seq, "rv": it.rv, "updates": updates, "deleted": it.delete, "revision": rev})
+                self.changelog.put(t, _rev_key(rev), {"key": key, "sync": it.seq, "type": typ or "DELETED"})
+                if rev > CHANGELOG_KEEP:
+                    self.changelog.delete(t, _rev_key(rev - CHANGELOG_KEEP))
+                if typ:
+                    changes.append(Change(typ, key, it.resource.plural, it.namespace, it.name, rev, obj))
+            self.state.put(t, "revision", rev)
+            self.state.put(t, "received", int(self.state.get("received", t) or 0) + received)
+            self.state.put(t, "applied", int(self.state.get("applied", t) or 0) + len(changes))
+            return changes
+
+        return self.store.write(run)
+
+    def count_skipped(self, n: int) -> None:
+        if n:
+            self.store.write(lambda t: self.state.put(t, "skipped", int(self.state.get("skipped", t) or 0) + n))
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Changes after local revision ``since`` (oldest first), from the change log."""
+        out = []
+        for k, v in self.changelog.items_from(_rev_key(since + 1), limit):
+            out.append({"revision": int(k), **v})
+            if len(out) >= limit:
+                break
+        return out
+
+    def revision(self) -> int:
+        return int(self.state.get("revision") or 0)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision(),
+            "received": int(self.state.get("received") or 0),
+            "applied": int(self.state.get("applied") or 0),
+            "skipped": int(self.state.get("skipped") or 0),
+            "objects": self.objects.count(),
+            "lmdb_bytes": self.store.used_bytes(),
+            "lmdb_map_bytes": self.store.map_size(),
+        }

@@ -1,0 +1,136 @@
+"""The foundation's user story, end to end, through the real CLI against a lab of processes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgebus import names
+from edgebus.bus import Bus
+from edgebus.envelope import Envelope
+from edgebus.testing.labrun import LabCli, free_base_port
+from edgebus.testing.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+GRACE = 4
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    cli = LabCli(tmp_path / "lab")
+    base = free_base_port(2)
+    out = cli.run("up", "--detach", "--nodes", "2", "--base-port", str(base), "--grace", str(GRACE), "--heartbeat", "1").stdout
+    assert "edgebus lab is up" in out
+    try:
+        yield cli
+    finally:
+        cli.run("down", check=False)
+
+
+def node_statuses(cli: LabCli) -> dict[str, str]:
+    out = cli.run("get", "nodes").stdout.splitlines()
+    assert out[0].split()[:2] == ["NAME", "STATUS"]
+    return {line.split()[0]: line.split()[1] for line in out[1:]}
+
+
+def store_objects(cli: LabCli, node: str) -> dict[str, dict]:
+    return {i["key"]: i for i in cli.json("node", "objects", node)["items"]}
+
+
+class EventRecorder:
+    """Subscribes (through the cloud server) to a node's metamanager commit events."""
+
+    def __init__(self, nats_url: str, node: str) -> None:
+        self.url, self.node = nats_url, node
+        self.events: list[tuple[float, dict]] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self.bus = Bus(self.url, name="recorder")
+            await self.bus.connect(retry_for=10)
+
+            async def on(m) -> None:
+                self.events.append((time.monotonic(), Envelope.decode(m.data).content))
+
+            await self.bus.subscribe(names.meta_events_subject(self.node, "*"), on)
+            await self.bus.flush()
+            self._ready.set()
+
+        self._loop.run_until_complete(main())
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.bus.close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def test_user_story(lab: LabCli, tmp_path: Path) -> None:
+    # 1. both nodes Ready
+    wait_until(lambda: node_statuses(lab) == {"edge-1": "Ready", "edge-2": "Ready"}, timeout=30, msg="both nodes Ready")
+
+    # 2. apply hello.yaml (+ one more pod on edge-1): on edge-1's store within a second
+    rec = EventRecorder(lab.state()["cloud_nats"], "edge-1")
+    try:
+        lab.run("apply", "-f", str(ROOT / "examples" / "hello.yaml"))
+        applied = time.monotonic()
+        extra = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "extra", "namespace": "default"}, "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "busybox"}]}}
+        (tmp_path / "extra.yaml").write_text(yaml.safe_dump(extra))
+        lab.run("apply", "-f", str(tmp_path / "extra.yaml"))
+        wanted = {"/core/v1/configmaps/default/hello-config", "/core/v1/pods/default/hello"}
+        wait_until(lambda: wanted <= {e["key"] for _, e in rec.events}, timeout=5, msg="commit events")
+        latest = max(t for t, e in rec.events if e["key"] in wanted)
+        assert latest - applied < 1.0, f"objects reached edge-1's store {latest - applied:.2f}s after apply returned"
+    finally:
+        rec.close()
+    objs = wait_until(lambda: (o := store_objects(lab, "edge-1")) and len(o) == 3 and o, msg="3 objects on edge-1")
+    assert set(objs) == wanted | {"/core/v1/pods/default/extra"}
+    table = lab.run("node", "objects", "edge-1").stdout
+    assert "configmaps   default     hello-config" in table
+    assert store_objects(lab, "edge-2") == {}
+    cm_key = "/core/v1/configmaps/default/hello-config"
+    updates_before = objs[cm_key]["updates"]
+    received_before = lab.json("node", "stats", "edge-1")["received"]
+
+    # 3. stop edge-1: NotReady after the grace period; meanwhile 3 updates and a delete
+    lab.run("node", "stop", "edge-1")
+    stopped = time.monotonic()
+    wait_until(lambda: node_statuses(lab).get("edge-1") == "NotReady", timeout=GRACE + 10, msg="edge-1 NotReady")
+    assert time.monotonic() - stopped >= GRACE - 1.5
+    assert node_statuses(lab)["edge-2"] == "Ready"
+    hello = yaml.safe_load_all((ROOT / "examples" / "hello.yaml").read_text())
+    cm = next(d for d in hello if d["kind"] == "ConfigMap")
+    for i in range(3):
+        cm["data"]["greeting"] = f"update {i + 1}"
+        (tmp_path / "cm.yaml").write_text(yaml.safe_dump(cm))
+        assert "configured" in lab.run("apply", "-f", str(tmp_path / "cm.yaml")).stdout
+    lab.run("delete", "pod", "extra")
+    err = lab.run("node", "objects", "edge-1", check=False)
+    assert err.returncode != 0 and "unreachable" in err.stderr
+
+    # 4. start edge-1: Ready again, latest version only, deleted object gone, one update
+    lab.run("node", "start", "edge-1")
+    wait_until(lambda: node_statuses(lab).get("edge-1") == "Ready", timeout=30, msg="edge-1 Ready again")
+
+    def synced() -> dict | None:
+        o = store_objects(lab, "edge-1")
+        return o if "/core/v1/pods/default/extra" not in o and o[cm_key]["object"]["data"]["greeting"] == "update 3" else None
+
+    objs = wait_until(synced, timeout=15, msg="edge-1 caught up")
+    assert set(objs) == wanted
+    assert objs[cm_key]["updates"] == updates_before + 1, "metamanager must receive one update (the latest), not three"
+    received_after = lab.json("node", "stats", "edge-1")["received"]
+    assert received_after - received_before == 2, "only the changed ConfigMap and the delete may be sent: no relist"

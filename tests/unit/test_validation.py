@@ -1,0 +1,440 @@
+"""edgebus.objects.validation: Kubernetes-style validation of every served resource."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+
+from edgebus.errors import Invalid
+from edgebus.objects import CONFIGMAPS, NAMESPACES, NODES, PODS, RESOURCES, SECRETS, Resource
+from edgebus.objects.validation import MAX_CONFIG_BYTES, normalize_secret, validate
+
+VALID: dict[str, dict[str, Any]] = {
+    "namespaces": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}},
+    "nodes": {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "edge-1.site", "labels": {"node-role.kubernetes.io/edge": ""}},
+        "spec": {},
+    },
+    "pods": {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web.v1",
+            "namespace": "default",
+            "labels": {"app": "web", "example.com/tier": "front_end.1"},
+            "annotations": {"example.com/note": "anything goes here: !@#"},
+        },
+        "spec": {
+            "nodeName": "edge-1.site",
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 5,
+            "initContainers": [{"name": "init", "image": "busybox", "command": ["sh", "-c", "true"]}],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "nginx:1.27",
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": ["--port", "80"],
+                    "env": [{"name": "MODE", "value": "x"}, {"name": "my.var-1", "value": "y"}],
+                    "ports": [{"containerPort": 80}, {"containerPort": 65535}],
+                },
+                {"name": "sidecar", "image": "busybox"},
+            ],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "web-config"}},
+                {"name": "creds", "secret": {"secretName": "web-secret"}},
+            ],
+        },
+    },
+    "configmaps": {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "web-config", "namespace": "default"},
+        "data": {"app.properties": "a=b\n", "KEY_1": "", "-dash": "x"},
+        "binaryData": {"logo.png": base64.b64encode(b"\x89PNG").decode()},
+    },
+    "secrets": {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "web-secret", "namespace": "default"},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+        "stringData": {"user": "admin"},
+    },
+}
+
+
+def obj(resource: str, **changes: Any) -> dict[str, Any]:
+    """A deep copy of the valid sample with dotted-path changes (``None`` deletes)."""
+    o = copy.deepcopy(VALID[resource])
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        cur: Any = o
+        for p in parents:
+            cur = cur[int(p)] if isinstance(cur, list) else cur[p]
+        if value is _DEL:
+            del cur[last]
+        elif isinstance(cur, list):
+            cur[int(last)] = value
+        else:
+            cur[last] = value
+    return o
+
+
+_DEL = object()
+
+
+def invalid(resource: Resource, o: Any, **kw: Any) -> Invalid:
+    with pytest.raises(Invalid) as ei:
+        validate(resource, o, **kw)
+    return ei.value
+
+
+def cause_fields(exc: Invalid) -> list[str]:
+    return [c["field"] for c in exc.details["causes"]]
+
+
+# ---------------------------------------------------------------------------------------
+# Valid objects, names
+# ---------------------------------------------------------------------------------------
+
+
+def test_every_resource_has_a_sample() -> None:
+    assert set(VALID) == set(RESOURCES)
+
+
+@pytest.mark.parametrize("plural", sorted(RESOURCES))
+def test_valid_objects_pass(plural: str) -> None:
+    validate(RESOURCES[plural], obj(plural), namespace="default")
+
+
+@pytest.mark.parametrize("plural", sorted(RESOURCES))
+def test_minimal_objects_pass(plural: str) -> None:
+    o: dict[str, Any] = {"metadata": {"name": "x"}}
+    if plural == "pods":
+        o["spec"] = {"containers": [{"name": "c", "image": "i"}]}
+    validate(RESOURCES[plural], o)
+
+
+@pytest.mark.parametrize("plural", sorted(RESOURCES))
+@pytest.mark.parametrize("name", ["", "Web", "web_1", "-web", "web-", "a" * 254, "we b", "web/1", None, 5])
+def test_invalid_names(plural: str, name: Any) -> None:
+    exc = invalid(RESOURCES[plural], obj(plural, metadata__name=name))
+    assert "metadata.name" in cause_fields(exc)
+
+
+def test_namespace_names_are_labels_not_subdomains() -> None:
+    validate(PODS, obj("pods", metadata__name="a.b"))
+    exc = invalid(NAMESPACES, obj("namespaces", metadata__name="a.b"))
+    assert cause_fields(exc) == ["metadata.name"]
+    assert "RFC 1123 label" in exc.message
+    exc = invalid(NAMESPACES, obj("namespaces", metadata__name="a" * 64))
+    assert cause_fields(exc) == ["metadata.name"]
+
+
+@pytest.mark.parametrize("plural", ["pods", "configmaps", "namespaces"])
+def test_name_with_trailing_newline_is_rejected(plural: str) -> None:
+    exc = invalid(RESOURCES[plural], obj(plural, metadata__name="web\n"))
+    assert "metadata.name" in cause_fields(exc)
+
+
+def test_missing_metadata() -> None:
+    exc = invalid(CONFIGMAPS, {"data": {}})
+    assert cause_fields(exc) == ["metadata"]
+    assert exc.message == 'ConfigMap "" is invalid: metadata: Required value'
+
+
+def test_body_must_be_an_object() -> None:
+    exc = invalid(PODS, ["not", "a", "pod"])
+    assert exc.code == 422 and "body must be a JSON object" in exc.message
+
+
+def test_kind_and_api_version_must_match() -> None:
+    exc = invalid(PODS, obj("pods", kind="ConfigMap", apiVersion="apps/v1"))
+    assert set(cause_fields(exc)) == {"kind", "apiVersion"}
+
+
+def test_namespace_must_match_request() -> None:
+    validate(PODS, obj("pods"), namespace="default")
+    exc = invalid(PODS, obj("pods"), namespace="other")
+    assert cause_fields(exc) == ["metadata.namespace"]
+    # Cluster-scoped resources ignore it.
+    validate(NODES, obj("nodes", metadata__namespace="x"), namespace="other")
+
+
+# ---------------------------------------------------------------------------------------
+# Labels and annotations
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["-app", "app-", "a" * 64, "", "Example.com/app", "a/b/c", "exa_mple.com/app", "app name", "/"],
+)
+def test_bad_label_keys(key: str) -> None:
+    exc = invalid(PODS, obj("pods", metadata__labels={key: "v"}))
+    assert cause_fields(exc) == ["metadata.labels"]
+
+
+@pytest.mark.parametrize("key", ["app", "App_1.x", "example.com/app", "a" * 63, "k8s.io/" + "a" * 63])
+def test_good_label_keys(key: str) -> None:
+    validate(PODS, obj("pods", metadata__labels={key: "v"}))
+
+
+def test_label_key_with_empty_prefix_is_rejected() -> None:
+    invalid(PODS, obj("pods", metadata__labels={"/app": "v"}))
+
+
+@pytest.mark.parametrize("value", ["-v", "v-", "a" * 64, "v v", "v/1", "ü"])
+def test_bad_label_values(value: str) -> None:
+    exc = invalid(PODS, obj("pods", metadata__labels={"app": value}))
+    assert cause_fields(exc) == ["metadata.labels[app]"]
+
+
+@pytest.mark.parametrize("value", ["", "v", "V1.2_x-y", "a" * 63])
+def test_good_label_values(value: str) -> None:
+    validate(PODS, obj("pods", metadata__labels={"app": value}))
+
+
+def test_label_value_must_be_a_string() -> None:
+    exc = invalid(PODS, obj("pods", metadata__labels={"replicas": 3}))
+    assert cause_fields(exc) == ["metadata.labels[replicas]"]
+    assert exc.details["causes"][0]["reason"] == "FieldValueTypeInvalid"
+
+
+def test_labels_must_be_a_map() -> None:
+    exc = invalid(PODS, obj("pods", metadata__labels=["app=web"]))
+    assert cause_fields(exc) == ["metadata.labels"]
+
+
+def test_annotation_values_are_free_but_keys_are_checked() -> None:
+    validate(PODS, obj("pods", metadata__annotations={"note": "-- anything /at all/ " * 10}))
+    exc = invalid(PODS, obj("pods", metadata__annotations={"bad key": "v"}))
+    assert cause_fields(exc) == ["metadata.annotations"]
+
+
+# ---------------------------------------------------------------------------------------
+# Pods
+# ---------------------------------------------------------------------------------------
+
+
+def test_message_reads_like_kubernetes() -> None:
+    o = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c"}]}}
+    exc = invalid(PODS, o)
+    assert str(exc) == exc.message == 'Pod "x" is invalid: spec.containers[0].image: Required value'
+    st = exc.status()
+    assert st["kind"] == "Status" and st["status"] == "Failure"
+    assert st["code"] == 422 and st["reason"] == "Invalid"
+    assert st["message"] == exc.message
+    assert st["details"]["name"] == "x"
+    assert st["details"]["kind"] == "pod"
+    assert st["details"]["causes"] == [
+        {"field": "spec.containers[0].image", "reason": "FieldValueRequired", "message": "Required value"}
+    ]
+
+
+def test_several_causes_are_listed_together() -> None:
+    o = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "C"}], "restartPolicy": "Sometimes"}}
+    exc = invalid(PODS, o)
+    assert cause_fields(exc) == ["spec.containers[0].name", "spec.containers[0].image", "spec.restartPolicy"]
+    assert exc.message.startswith('Pod "x" is invalid: [spec.containers[0].name: Invalid value: "C": ')
+    assert exc.message.endswith(
+        'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"]'
+    )
+    assert exc.message.count("; ") == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"spec": _DEL}, "spec"),
+        ({"spec": "nope"}, "spec"),
+        ({"spec__containers": _DEL}, "spec.containers"),
+        ({"spec__containers": []}, "spec.containers"),
+        ({"spec__containers": {"name": "c"}}, "spec.containers"),
+        ({"spec__containers__0__image": _DEL}, "spec.containers[0].image"),
+        ({"spec__containers__0__image": "  "}, "spec.containers[0].image"),
+        ({"spec__containers__0__image": 5}, "spec.containers[0].image"),
+        ({"spec__containers__0__name": _DEL}, "spec.containers[0].name"),
+        ({"spec__containers__0__name": "a.b"}, "spec.containers[0].name"),
+        ({"spec__containers__1__name": "web"}, "spec.containers[1].name"),
+        ({"spec__initContainers__0__name": "web"}, "spec.initContainers[0].name"),
+        ({"spec__initContainers__0__image": _DEL}, "spec.initContainers[0].image"),
+        ({"spec__initContainers": "init"}, "spec.initContainers"),
+        ({"spec__containers__0": "web"}, "spec.containers[0]"),
+        ({"spec__restartPolicy": "always"}, "spec.restartPolicy"),
+        ({"spec__containers__0__imagePullPolicy": "Sometimes"}, "spec.containers[0].imagePullPolicy"),
+        ({"spec__containers__0__command": "sh -c true"}, "spec.containers[0].command"),
+        ({"spec__containers__0__args": ["a", 1]}, "spec.containers[0].args"),
+        ({"spec__containers__0__env": {"A": "b"}}, "spec.containers[0].env"),
+        ({"spec__containers__0__env__0__name": "1ABC"}, "spec.containers[0].env[0].name"),
+        ({"spec__containers__0__env__0__name": "A B"}, "spec.containers[0].env[0].name"),
+        ({"spec__containers__0__ports": 80}, "spec.containers[0].ports"),
+        ({"spec__containers__0__ports__0__containerPort": 0}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__containers__0__ports__0__containerPort": 65536}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__containers__0__ports__0__containerPort": -1}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__containers__0__ports__0__containerPort": "80"}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__containers__0__ports__0__containerPort": True}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__containers__0__ports__0": {"hostPort": 80}}, "spec.containers[0].ports[0].containerPort"),
+        ({"spec__nodeName": "Edge_1"}, "spec.nodeName"),
+        ({"spec__terminationGracePeriodSeconds": -1}, "spec.terminationGracePeriodSeconds"),
+        ({"spec__terminationGracePeriodSeconds": True}, "spec.terminationGracePeriodSeconds"),
+        ({"spec__terminationGracePeriodSeconds": "5"}, "spec.terminationGracePeriodSeconds"),
+        ({"spec__volumes": {"cfg": {}}}, "spec.volumes"),
+        ({"spec__volumes__1__name": "cfg"}, "spec.volumes[1].name"),
+        ({"spec__volumes__0__name": "Cfg"}, "spec.volumes[0].name"),
+        ({"spec__volumes__0__configMap": {}}, "spec.volumes[0].configMap.name"),
+        ({"spec__volumes__1__secret": {"secretName": "Bad_Name"}}, "spec.volumes[1].secret.secretName"),
+    ],
+)
+def test_invalid_pods(changes: dict[str, Any], field: str) -> None:
+    exc = invalid(PODS, obj("pods", **changes))
+    assert cause_fields(exc) == [field]
+    assert exc.message.startswith('Pod "web.v1" is invalid: ')
+    assert field in exc.message
+
+
+def test_duplicate_container_name_reason() -> None:
+    exc = invalid(PODS, obj("pods", spec__containers__1__name="web"))
+    assert exc.details["causes"] == [
+        {"field": "spec.containers[1].name", "reason": "FieldValueDuplicate", "message": 'Duplicate value: "web"'}
+    ]
+
+
+def test_restart_policy_values() -> None:
+    for rp in ("Always", "OnFailure", "Never"):
+        validate(PODS, obj("pods", spec__restartPolicy=rp))
+    exc = invalid(PODS, obj("pods", spec__restartPolicy="Sometimes"))
+    assert exc.details["causes"][0]["reason"] == "FieldValueNotSupported"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"spec__containers__0__name": ["web"]}, {"spec__volumes__0__name": {"n": 1}}],
+)
+def test_unhashable_names_are_invalid_not_a_crash(changes: dict[str, Any]) -> None:
+    invalid(PODS, obj("pods", **changes))
+
+
+# ---------------------------------------------------------------------------------------
+# ConfigMaps and Secrets
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [1, None, True, ["a"], {"a": "b"}])
+def test_configmap_values_must_be_strings(value: Any) -> None:
+    exc = invalid(CONFIGMAPS, obj("configmaps", data={"k": value}))
+    assert cause_fields(exc) == ["data[k]"]
+    assert exc.details["causes"][0]["reason"] == "FieldValueTypeInvalid"
+
+
+@pytest.mark.parametrize("key", ["a/b", "a b", "", "k:v", "ключ", "a" * 254])
+def test_bad_config_keys(key: str) -> None:
+    exc = invalid(CONFIGMAPS, obj("configmaps", data={key: "v"}))
+    assert cause_fields(exc) == [f"data[{key}]"]
+    exc = invalid(SECRETS, obj("secrets", data={key: "dg=="}))
+    assert cause_fields(exc) == [f"data[{key}]"]
+
+
+@pytest.mark.parametrize("key", [".", "..", "..data"])
+def test_dot_config_keys_are_rejected(key: str) -> None:
+    invalid(CONFIGMAPS, obj("configmaps", data={key: "v"}))
+
+
+def test_configmap_data_must_be_a_map() -> None:
+    exc = invalid(CONFIGMAPS, obj("configmaps", data=["a"]))
+    assert cause_fields(exc) == ["data"]
+
+
+def test_configmap_binary_data_must_be_base64() -> None:
+    exc = invalid(CONFIGMAPS, obj("configmaps", binaryData={"b": "not base64!"}))
+    assert cause_fields(exc) == ["binaryData[b]"]
+
+
+def test_configmap_key_in_both_data_and_binary_data() -> None:
+    exc = invalid(CONFIGMAPS, obj("configmaps", data={"k": "v"}, binaryData={"k": "dg=="}))
+    assert exc.details["causes"][0]["reason"] == "FieldValueDuplicate"
+    assert cause_fields(exc) == ["binaryData[k]"]
+
+
+def test_configmap_size_limit() -> None:
+    half = MAX_CONFIG_BYTES // 2
+    validate(CONFIGMAPS, obj("configmaps", data={"a": "x" * half, "b": "x" * (half - 100)}, binaryData={}))
+    exc = invalid(CONFIGMAPS, obj("configmaps", data={"a": "x" * half, "b": "x" * (half + 1)}, binaryData={}))
+    assert exc.details["causes"] == [
+        {"field": "data", "reason": "FieldValueTooLong", "message": f"Too long: must have at most {MAX_CONFIG_BYTES} bytes"}
+    ]
+    # Binary data counts its decoded size.
+    blob = base64.b64encode(b"\0" * (half + 1)).decode()
+    invalid(CONFIGMAPS, obj("configmaps", data={"a": "x" * half}, binaryData={"b": blob}))
+
+
+def test_configmap_size_counts_utf8_bytes() -> None:
+    n = MAX_CONFIG_BYTES // 2 + 1  # 2 bytes each in UTF-8: over the limit, though fewer characters
+    invalid(CONFIGMAPS, obj("configmaps", data={"a": "é" * n}, binaryData={}))
+
+
+@pytest.mark.parametrize("value", ["not base64!", "abc", "a=bc", 5])
+def test_secret_data_must_be_base64_strings(value: Any) -> None:
+    exc = invalid(SECRETS, obj("secrets", data={"password": value}))
+    assert cause_fields(exc) == ["data[password]"]
+    # The secret value itself is never echoed back.
+    if isinstance(value, str):
+        assert value not in exc.message
+
+
+def test_secret_size_limit_is_on_decoded_bytes() -> None:
+    ok = base64.b64encode(b"\0" * MAX_CONFIG_BYTES).decode()  # encoded > 1 MiB, decoded == 1 MiB
+    validate(SECRETS, obj("secrets", data={"k": ok}))
+    big = base64.b64encode(b"\0" * (MAX_CONFIG_BYTES + 1)).decode()
+    exc = invalid(SECRETS, obj("secrets", data={"k": big}))
+    assert cause_fields(exc) == ["data"]
+
+
+def test_secret_string_data_and_type() -> None:
+    exc = invalid(SECRETS, obj("secrets", stringData={"user": 5}))
+    assert cause_fields(exc) == ["stringData[user]"]
+    exc = invalid(SECRETS, obj("secrets", type=5))
+    assert cause_fields(exc) == ["type"]
+
+
+def test_node_spec_must_be_an_object() -> None:
+    exc = invalid(NODES, obj("nodes", spec=["x"]))
+    assert cause_fields(exc) == ["spec"]
+
+
+# ---------------------------------------------------------------------------------------
+# normalize_secret
+# ---------------------------------------------------------------------------------------
+
+
+def test_normalize_secret_folds_string_data() -> None:
+    s = obj("secrets")
+    normalize_secret(s)
+    assert "stringData" not in s
+    assert s["data"] == {
+        "password": base64.b64encode(b"hunter2").decode(),
+        "user": base64.b64encode(b"admin").decode(),
+    }
+    assert s["type"] == "Opaque"
+    validate(SECRETS, s)
+
+
+def test_normalize_secret_string_data_wins_and_defaults() -> None:
+    s = {"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth", "data": {"k": "b2xk"}, "stringData": {"k": "névé"}}
+    normalize_secret(s)
+    assert s["data"] == {"k": base64.b64encode("névé".encode()).decode()}
+    assert s["type"] == "kubernetes.io/basic-auth"
+
+    s2: dict[str, Any] = {"metadata": {"name": "s"}, "data": None, "stringData": {"a": "b"}}
+    normalize_secret(s2)
+    assert s2["data"] == {"a": "Yg=="}
+
+    s3: dict[str, Any] = {"metadata": {"name": "s"}}
+    normalize_secret(s3)
+    assert s3 == {"metadata": {"name": "s"}, "type": "Opaque"}
