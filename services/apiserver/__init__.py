@@ -1,0 +1,1 @@
+"""apiserver: the Kubernetes-style REST API over the NATS KV object store (cloud side)."""

@@ -1,0 +1,247 @@
+"""The REST API: thin FastAPI routes over :class:`edgebus.objectstore.ObjectStore`.
+
+Routes are generic over the resources in :data:`edgebus.objects.RESOURCES`, looked up by
+plural. Every :class:`edgebus.errors.ApiError` becomes its Kubernetes ``Status`` body with
+its HTTP code; bus trouble is a 503; anything unexpected is logged and a 500 ``Status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from edgebus import __version__
+from edgebus.bus import BusError
+from edgebus.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from edgebus.objects import RESOURCES, Resource, rv_of
+from edgebus.objectstore import STATUS_SUBRESOURCE, ObjectStore
+from services.apiserver import logic
+from services.apiserver.watch import WatchResponse
+
+log = logging.getLogger("edgebus.apiserver")
+
+REQUESTS = Counter("edgebus_apiserver_requests_total", "REST API requests answered", ["verb", "resource", "code"])
+
+PATCH_RETRIES = 5
+
+
+@dataclass
+class ApiContext:
+    """What the routes need, passed in explicitly."""
+
+    store: ObjectStore
+    stopping: asyncio.Event
+    health: Callable[[], dict[str, object]]
+    ready: Callable[[], dict[str, object]]
+
+
+def status_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.status(), status_code=exc.code)
+
+
+class StatusRoute(APIRoute):
+    """A route whose errors are answered with Kubernetes ``Status`` bodies, and counted."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                resp = await inner(request)
+            except ApiError as exc:
+                resp = status_response(exc)
+            except BusError as exc:
+                log.warning("%s %s: bus error: %s", request.method, request.url.path, exc)
+                resp = status_response(Unavailable(f"the object store is unavailable: {exc}"))
+            except Exception as exc:
+                log.exception("%s %s failed", request.method, request.url.path)
+                resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
+            plural = request.path_params.get("plural", "")
+            REQUESTS.labels(request.method, plural if plural in RESOURCES or not plural else "unknown", str(resp.status_code)).inc()
+            return resp
+
+        return handler
+
+
+def _json(body: dict[str, Any], code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=code)
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(title="edgebus apiserver", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
+    app.router.route_class = StatusRoute
+    store = ctx.store
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return status_response(logic.MethodNotAllowed("the server does not allow this method on the requested resource"))
+        if exc.status_code == 404:
+            return status_response(NotFound("the server could not find the requested resource"))
+        err = ApiError(str(exc.detail))
+        err.code = exc.status_code
+        return status_response(err)
+
+    # -- ops and discovery ------------------------------------------------------------
+    @app.get("/healthz")
+    @app.get("/livez")
+    async def healthz() -> Response:
+        body = ctx.health()
+        return _json(body, 200 if body.get("ok") else 503)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        body = ctx.ready()
+        return _json(body, 200 if body.get("ok") else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/version")
+    async def version() -> Response:
+        return _json(logic.version_info())
+
+    @app.get("/api")
+    async def api(request: Request) -> Response:
+        return _json(logic.api_versions(request.url.netloc))
+
+    @app.get("/apis")
+    async def apis() -> Response:
+        return _json(logic.api_group_list())
+
+    @app.get("/api/v1")
+    async def api_v1() -> Response:
+        return _json(logic.api_resource_list())
+
+    # -- resolving a URL --------------------------------------------------------------
+    def collection(request: Request) -> tuple[Resource, str | None]:
+        ns = request.path_params.get("namespace")
+        r = logic.resource_for(request.path_params["plural"], namespaced_path=ns is not None)
+        if ns is not None:
+            logic.check_path_namespace(ns)
+        return r, ns
+
+    def item(request: Request, sub: str | None = None) -> tuple[Resource, str | None, str]:
+        r, ns = collection(request)
+        if (r.namespaced and ns is None) or (sub is not None and r.plural not in STATUS_SUBRESOURCE):
+            raise NotFound("the server could not find the requested resource", details={"kind": r.plural})
+        return r, ns, request.path_params["name"]
+
+    # -- collections ------------------------------------------------------------------
+    async def list_or_watch(request: Request) -> Response:
+        r, ns = collection(request)
+        q = request.query_params
+        table = logic.wants_table(request.headers.get("accept"))
+        if logic.parse_bool(q.get("watch")):
+            return watch(r, ns, logic.watch_params(dict(q)), table=table)
+        items, rev = await store.list(r, ns, label_selector=q.get("labelSelector") or None, field_selector=q.get("fieldSelector") or None)
+        return _json(logic.table_body(r, items, rev) if table else logic.list_body(r, items, rev))
+
+    def watch(r: Resource, ns: str | None, p: logic.WatchParams, *, table: bool) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            it = store.watch([r], ns, from_revision=p.from_revision, label_selector=p.label_selector, field_selector=p.field_selector)
+            async with aclosing(it):  # type: ignore[type-var]
+                async for ev in it:
+                    yield logic.watch_line(ev.type, logic.table_body(r, [ev.object]) if table else ev.object)
+
+        return WatchResponse(events(), stop=ctx.stopping, timeout=p.timeout)
+
+    async def create(request: Request) -> Response:
+        r, ns = collection(request)
+        if r.namespaced and ns is None:
+            raise logic.MethodNotAllowed(f"{r.plural} are namespaced: create them under /api/v1/namespaces/{{namespace}}/{r.plural}")
+        body = logic.parse_object(await request.body())
+        logic.check_create(r, body, ns)
+        return _json(await store.create(r, body, namespace=ns), 201)
+
+    # -- objects ----------------------------------------------------------------------
+    def get_object(sub: str | None) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            r, ns, name = item(request, sub)
+            logic.check_path_name(r, name)
+            obj = await store.get(r, ns, name)
+            return _json(logic.table_body(r, [obj], rv_of(obj)) if logic.wants_table(request.headers.get("accept")) else obj)
+
+        return endpoint
+
+    def put_object(sub: str | None) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            r, ns, name = item(request, sub)
+            body = logic.parse_object(await request.body())
+            logic.check_update(r, body, ns, name)
+            return _json(await store.update(r, body, namespace=ns, subresource=sub))
+
+        return endpoint
+
+    def patch_object(sub: str | None) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            r, ns, name = item(request, sub)
+            content_type = request.headers.get("content-type")
+            logic.patch_type(content_type)
+            logic.check_path_name(r, name)
+            body = await request.body()
+            for attempt in range(PATCH_RETRIES):
+                current = await store.get(r, ns, name)
+                new = logic.apply_patch(content_type, current, body)
+                logic.check_update(r, new, ns, name)
+                pinned = rv_of(new) != rv_of(current)  # the patch itself names a resourceVersion
+                if not pinned:
+                    new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+                try:
+                    return _json(await store.update(r, new, namespace=ns, subresource=sub))
+                except Conflict:
+                    if pinned or attempt == PATCH_RETRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        return endpoint
+
+    async def delete_object(request: Request) -> Response:
+        r, ns, name = item(request)
+        logic.check_path_name(r, name)
+        raw = await request.body()
+        rv = None
+        if raw.strip():
+            opts = logic.parse_json(raw)
+            if not isinstance(opts, dict):
+                raise BadRequest("DeleteOptions must be a JSON object")
+            pre = opts.get("preconditions")
+            if isinstance(pre, dict) and pre.get("resourceVersion"):
+                rv = str(pre["resourceVersion"])
+        return _json(await store.delete(r, ns, name, resource_version=rv))
+
+    # Order matters: the first full match wins, and /api/v1/namespaces/{name}[/status]
+    # (a Namespace) must not be taken for a collection inside a namespace.
+    ns_coll = "/api/v1/namespaces/{namespace}/{plural}"
+    cl_coll = "/api/v1/{plural}"
+    app.add_api_route(ns_coll + "/{name}/status", get_object("status"), methods=["GET"])
+    app.add_api_route(ns_coll + "/{name}/status", put_object("status"), methods=["PUT"])
+    app.add_api_route(ns_coll + "/{name}/status", patch_object("status"), methods=["PATCH"])
+    app.add_api_route(ns_coll + "/{name}", get_object(None), methods=["GET"])
+    app.add_api_route(ns_coll + "/{name}", put_object(None), methods=["PUT"])
+    app.add_api_route(ns_coll + "/{name}", patch_object(None), methods=["PATCH"])
+    app.add_api_route(ns_coll + "/{name}", delete_object, methods=["DELETE"])
+    app.add_api_route(cl_coll + "/{name}/status", get_object("status"), methods=["GET"])
+    app.add_api_route(cl_coll + "/{name}/status", put_object("status"), methods=["PUT"])
+    app.add_api_route(cl_coll + "/{name}/status", patch_object("status"), methods=["PATCH"])
+    app.add_api_route(ns_coll, list_or_watch, methods=["GET"])
+    app.add_api_route(ns_coll, create, methods=["POST"])
+    app.add_api_route(cl_coll + "/{name}", get_object(None), methods=["GET"])
+    app.add_api_route(cl_coll + "/{name}", put_object(None), methods=["PUT"])
+    app.add_api_route(cl_coll + "/{name}", patch_object(None), methods=["PATCH"])
+    app.add_api_route(cl_coll + "/{name}", delete_object, methods=["DELETE"])
+    app.add_api_route(cl_coll, list_or_watch, methods=["GET"])
+    app.add_api_route(cl_coll, create, methods=["POST"])
+    return app

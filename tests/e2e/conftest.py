@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgebus.bus import Bus
+from edgebus.lab import Lab, LabPlan
+from edgebus.metaclient import MetaClient
+from edgebus.objects import NODES
+from edgebus.objectstore import ObjectStore
+from edgebus.testing.labrun import free_base_port
+from edgebus.testing.proxy import TcpProxy
+from edgebus.testing.waiting import eventually
+
+
+@dataclass
+class RunningLab:
+    lab: Lab
+    proxy: TcpProxy | None
+    cloud: Bus
+    edge: Bus
+    store: ObjectStore
+    meta: MetaClient
+
+    async def node_ready(self, node: str = "edge-1") -> bool:
+        try:
+            n = await self.store.get(NODES, None, node)
+        except Exception:
+            return False
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+
+
+async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0) -> RunningLab:
+    for _ in range(20):
+        base = free_base_port(1)
+        try:
+            px = TcpProxy("127.0.0.1", base + 1, port=base + 9) if proxy else None
+            break
+        except OSError:
+            continue
+    if px is not None:
+        px.start()
+    plan = LabPlan(
+        data_dir=str(tmp_path / "lab"),
+        nodes=["edge-1"],
+        base_port=base,
+        token="test-token",
+        grace=grace,
+        heartbeat=1.0,
+        leaf_urls={"edge-1": f"nats-leaf://127.0.0.1:{px.port}"} if px else {},
+    )
+    lab = Lab(plan)
+    await lab.up()
+    cloud = Bus(plan.cloud_nats_url, name="test-cloud", request_timeout=5)
+    await cloud.connect(retry_for=10)
+    edge = Bus(plan.node_nats_url("edge-1"), name="test-edge", request_timeout=5)
+    await edge.connect(retry_for=10)
+    store = ObjectStore(cloud)
+    rl = RunningLab(lab, px, cloud, edge, store, MetaClient(edge, "edge-1", timeout=10))
+    await eventually(rl.node_ready, timeout=30, msg="edge-1 Ready")
+    return rl
+
+
+async def stop_lab(rl: RunningLab) -> None:
+    for b in (rl.cloud, rl.edge):
+        await b.close()
+    await rl.lab.down()
+    if rl.proxy is not None:
+        rl.proxy.close()
+
+
+@pytest.fixture
+async def proxied_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
+    rl = await start_lab(tmp_path, proxy=True)
+    try:
+        yield rl
+    finally:
+        await stop_lab(rl)
+
+
+@pytest.fixture
+async def plain_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
+    rl = await start_lab(tmp_path, proxy=False)
+    try:
+        yield rl
+    finally:
+        await stop_lab(rl)
+
+
+async def restart_process(lab: Lab, name: str, *, kill: bool = False) -> float:
+    """Stop (SIGTERM, or SIGKILL) and start one lab process; returns when it is ready again."""
+    p = lab.procs[name]
+    assert p.popen is not None
+    if kill:
+        p.popen.kill()
+    else:
+        p.popen.terminate()
+    await asyncio.to_thread(p.popen.wait, 15)
+    lab._spawn(p)
+    await lab._wait_ready(p)
+    return asyncio.get_running_loop().time()
