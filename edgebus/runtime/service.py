@@ -249,6 +249,15 @@ def main(build: Callable[[], Awaitable[Service[Any]]] | Callable[[], Service[Any
         await svc.run()  # type: ignore[union-attr]
 
     try:
-        asyncio.run(_main())
+        run_loop(_main())
     except KeyboardInterrupt:
         pass
+
+
+def run_loop(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when it is installed (markedly less CPU per message), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -10,7 +10,6 @@ the hash stored (as a header) on the last message of that object's subject in
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -27,15 +26,20 @@ _CLOUD_ANNOTATIONS = ("edgebus.io/status-time",)
 
 
 def downstream_content(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(obj)
+    """The object as the node gets it (shallow copies: ``obj`` is never modified)."""
+    out = dict(obj)
     if resource is PODS:
         out.pop("status", None)
-    ann = (out.get("metadata") or {}).get("annotations")
-    if isinstance(ann, dict):
-        for a in _CLOUD_ANNOTATIONS:
-            ann.pop(a, None)
-        if not ann:
-            out["metadata"].pop("annotations", None)
+    md = out.get("metadata")
+    ann = md.get("annotations") if isinstance(md, dict) else None
+    if isinstance(ann, dict) and any(a in ann for a in _CLOUD_ANNOTATIONS):
+        md = dict(md)  # type: ignore[arg-type]
+        kept = {k: v for k, v in ann.items() if k not in _CLOUD_ANNOTATIONS}
+        if kept:
+            md["annotations"] = kept
+        else:
+            md.pop("annotations", None)
+        out["metadata"] = md
     return out
 
 
@@ -63,12 +67,28 @@ class Action:
 
 Key = tuple[str, str, str]  # (plural, namespace, name)
 
+#: For a change: the nodes it may affect, each with the refs to re-check (None: all).
+Affected = dict[str, set[ObjectRef] | None]
+
+
+def _ref(key: Key) -> ObjectRef:
+    return ObjectRef(key[0], key[1] or None, key[2])
+
+
+def _res(plural: str) -> Resource:
+    return {r.plural: r for r in DOWN_RESOURCES}[plural]
+
 
 @dataclass
 class Index:
-    """An in-memory view of the objects that travel downstream, indexed for routing."""
+    """An in-memory view of the objects that travel downstream, indexed for routing.
+
+    The downstream content and its hash are computed once per object version and cached,
+    so a change costs work proportional to what it affects, not to the node's size.
+    """
 
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    prepared: dict[Key, tuple[dict[str, Any], str]] = field(default_factory=dict)
     pods_by_node: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     pod_node: dict[tuple[str, str], str] = field(default_factory=dict)
     pod_refs: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
@@ -77,31 +97,39 @@ class Index:
     def nodes(self) -> set[str]:
         return {n for n, pods in self.pods_by_node.items() if pods}
 
-    def apply(self, resource: Resource, obj: dict[str, Any], *, deleted: bool) -> set[str]:
-        """Record a change; return the nodes whose desired state it may change."""
+    def apply(self, resource: Resource, obj: dict[str, Any], *, deleted: bool) -> Affected:
+        """Record a change; return the nodes (and refs) whose desired state it may change."""
         md = obj.get("metadata") or {}
         ns, name = md.get("namespace") or "", md.get("name") or ""
         key: Key = (resource.plural, ns, name)
+        self.prepared.pop(key, None)
         if deleted:
             self.objects.pop(key, None)
         else:
             self.objects[key] = obj
         if resource is PODS:
             return self._apply_pod((ns, name), None if deleted else obj)
-        return {self.pod_node[p] for p in self.referenced_by.get(key, ()) if p in self.pod_node}
+        out: Affected = {}
+        for p in self.referenced_by.get(key, ()):
+            node = self.pod_node.get(p)
+            if node:
+                refs = out.setdefault(node, set())
+                if refs is not None:
+                    refs.add(_ref(key))
+        return out
 
-    def _apply_pod(self, pk: tuple[str, str], pod: dict[str, Any] | None) -> set[str]:
-        affected: set[str] = set()
+    def _apply_pod(self, pk: tuple[str, str], pod: dict[str, Any] | None) -> Affected:
+        affected: Affected = {}
         old_node = self.pod_node.pop(pk, None)
         if old_node:
-            affected.add(old_node)
+            affected[old_node] = None
             self.pods_by_node.get(old_node, set()).discard(pk)
         for ref in self.pod_refs.pop(pk, set()):
             self.referenced_by.get((ref[0], pk[0], ref[1]), set()).discard(pk)
         if pod is not None:
             node = pod_node(pod)
             if node:
-                affected.add(node)
+                affected[node] = None
                 self.pod_node[pk] = node
                 self.pods_by_node.setdefault(node, set()).add(pk)
             refs = pod_references(pod)
@@ -110,30 +138,58 @@ class Index:
                 self.referenced_by.setdefault((r[0], pk[0], r[1]), set()).add(pk)
         return affected
 
-    def desired(self, node: str) -> dict[ObjectRef, dict[str, Any]]:
-        out: dict[ObjectRef, dict[str, Any]] = {}
-        for ns, name in sorted(self.pods_by_node.get(node, ())):
-            pod = self.objects.get((PODS.plural, ns, name))
-            if pod is None:
+    def prepare(self, ref: ObjectRef) -> tuple[dict[str, Any], str]:
+        key: Key = (ref.resource, ref.namespace or "", ref.name)
+        hit = self.prepared.get(key)
+        if hit is None:
+            content = downstream_content(_res(ref.resource), self.objects[key])
+            hit = (content, content_hash(content))
+            self.prepared[key] = hit
+        return hit
+
+    def wanted(self, node: str, ref: ObjectRef) -> bool:
+        """Does ``node`` need ``ref`` (and does the object exist)?"""
+        key: Key = (ref.resource, ref.namespace or "", ref.name)
+        if key not in self.objects:
+            return False
+        if ref.resource == PODS.plural:
+            return self.pod_node.get((key[1], key[2])) == node
+        return any(self.pod_node.get(p) == node for p in self.referenced_by.get(key, ()))
+
+    def desired_refs(self, node: str) -> set[ObjectRef]:
+        out: set[ObjectRef] = set()
+        for ns, name in self.pods_by_node.get(node, ()):
+            if (PODS.plural, ns, name) not in self.objects:
                 continue
-            out[ObjectRef(PODS.plural, ns, name)] = downstream_content(PODS, pod)
-            for plural, ref_name in sorted(self.pod_refs.get((ns, name), ())):
-                obj = self.objects.get((plural, ns, ref_name))
-                if obj is not None:
-                    res = CONFIGMAPS if plural == CONFIGMAPS.plural else SECRETS
-                    out[ObjectRef(plural, ns, ref_name)] = downstream_content(res, obj)
+            out.add(ObjectRef(PODS.plural, ns, name))
+            for plural, ref_name in self.pod_refs.get((ns, name), ()):
+                if (plural, ns, ref_name) in self.objects:
+                    out.add(ObjectRef(plural, ns, ref_name))
         return out
 
+    def desired(self, node: str) -> dict[ObjectRef, dict[str, Any]]:
+        return {ref: self.prepare(ref)[0] for ref in self.desired_refs(node)}
 
-def diff(node: str, desired: dict[ObjectRef, dict[str, Any]], sent: dict[ObjectRef, Sent]) -> list[Action]:
-    """The messages that make ``sent`` equal ``desired`` for one node."""
+
+def diff(index: Index, node: str, sent: dict[ObjectRef, Sent], refs: set[ObjectRef] | None = None) -> list[Action]:
+    """The messages that make what ``node`` was sent equal what it needs.
+
+    ``refs``: only re-check these (a ConfigMap or Secret changed); None: the whole node.
+    """
+    if refs is None:
+        desired = index.desired_refs(node)
+        candidates = desired | {r for r, s in sent.items() if not s.deleted}
+        wanted = desired.__contains__
+    else:
+        candidates = refs
+        wanted = lambda r: index.wanted(node, r)  # noqa: E731
     actions: list[Action] = []
-    for ref, content in desired.items():
-        h = content_hash(content)
+    for ref in sorted(candidates, key=lambda r: (r.resource != PODS.plural, r.resource, r.namespace or "", r.name)):
         s = sent.get(ref)
-        if s is None or s.deleted or s.hash != h:
-            actions.append(Action(node, ref, False, content, h))
-    for ref, s in sent.items():
-        if not s.deleted and ref not in desired:
+        if wanted(ref):
+            content, h = index.prepare(ref)
+            if s is None or s.deleted or s.hash != h:
+                actions.append(Action(node, ref, False, content, h))
+        elif s is not None and not s.deleted:
             actions.append(Action(node, ref, True, None, ""))
     return actions

@@ -72,20 +72,20 @@ class Controller:
                     seq = max(start_rev, ev.revision, 1)
                     nodes = self.index.nodes() | set(self.sent)
                     for node in sorted(nodes):
-                        await self.sync_node(node, seq)
+                        await self.sync_node(node, seq, None)
                     self.synced = True
                     log.info("initial sync done: %d nodes (sync version %d)", len(nodes), seq)
                     continue
                 resource = RESOURCES[ev.resource.plural]
                 affected = self.index.apply(resource, ev.object, deleted=ev.type == DELETED)
                 if self.synced:
-                    for node in sorted(affected):
-                        await self.sync_node(node, ev.revision)
+                    for node, refs in sorted(affected.items()):
+                        await self.sync_node(node, ev.revision, refs)
                 NODES.set(len(self.index.nodes()))
 
-    async def sync_node(self, node: str, seq: int) -> None:
+    async def sync_node(self, node: str, seq: int, refs: set[ObjectRef] | None) -> None:
         sent = self.sent.setdefault(node, {})
-        for a in logic.diff(node, self.index.desired(node), sent):
+        for a in logic.diff(self.index, node, sent, refs):
             await self.publish(a, seq)
             sent[a.ref] = logic.Sent(a.hash, a.delete)
 

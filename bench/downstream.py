@@ -1,0 +1,236 @@
+"""Downstream benchmark: API write -> edge LMDB commit.
+
+Starts a lab (cloud + one edge node, every module its own process) and measures
+
+1. latency at a steady 100 updates/s: HTTP PUT to the apiserver -> metamanager's commit
+   event on the node (p50/p99);
+2. sustained updates/s through one node: concurrent API writers, until the node has
+   committed the last version of every object;
+
+and, in the same run against the same two servers, the baseline: raw nats-py publish on
+the cloud server -> subscriber on the edge's leaf server (latency at 100 msg/s, and
+throughput). Prints the figures and the ratios.
+
+    .venv/bin/python bench/downstream.py [--updates 500] [--burst 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgebus import names  # noqa: E402
+from edgebus.bus import Bus  # noqa: E402
+from edgebus.envelope import Envelope  # noqa: E402
+from edgebus.lab import Lab, LabPlan  # noqa: E402
+from edgebus.testing.labrun import free_base_port  # noqa: E402
+from edgebus.testing.waiting import eventually  # noqa: E402
+
+NODE = "edge-1"
+
+
+class Http:
+    """A cheap HTTP/1.1 client: one keep-alive connection per thread (stdlib), so the load
+    generator does not eat the CPU the system under test needs on a 2-core machine."""
+
+    def __init__(self, base: str) -> None:
+        u = urlparse(base)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.local = threading.local()
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def fmt(ms: list[float]) -> str:
+    return f"p50 {pct(ms, 50):6.2f} ms   p99 {pct(ms, 99):6.2f} ms   max {max(ms):6.2f} ms"
+
+
+async def raw_baseline(cloud_url: str, edge_url: str, n: int, burst: int) -> tuple[list[float], float]:
+    pub = Bus(cloud_url, name="bench-raw-pub")
+    sub = Bus(edge_url, name="bench-raw-sub")
+    await pub.connect(retry_for=5)
+    await sub.connect(retry_for=5)
+    arrived: dict[int, float] = {}
+    done = asyncio.Event()
+    target = [n]
+
+    async def on(m) -> None:  # type: ignore[no-untyped-def]
+        i = int(m.data)
+        arrived[i] = time.perf_counter()
+        if len(arrived) >= target[0]:
+            done.set()
+
+    unsub = await sub.subscribe("bench.raw", on)
+    await sub.flush()
+    await asyncio.sleep(0.5)  # interest propagates over the leaf
+    sent: dict[int, float] = {}
+    for i in range(n):
+        sent[i] = time.perf_counter()
+        await pub.publish("bench.raw", str(i).encode())
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(done.wait(), 10)
+    lat = [(arrived[i] - sent[i]) * 1000 for i in range(n)]
+    # throughput
+    arrived.clear()
+    done.clear()
+    target[0] = burst
+    t0 = time.perf_counter()
+    for i in range(burst):
+        await pub.publish("bench.raw", str(i).encode())
+    await asyncio.wait_for(done.wait(), 30)
+    tput = burst / (time.perf_counter() - t0)
+    await unsub()
+    await pub.close()
+    await sub.close()
+    return lat, tput
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--updates", type=int, default=500, help="updates in the 100/s latency run")
+    ap.add_argument("--burst", type=int, default=3000, help="updates in the throughput run")
+    ap.add_argument("--objects", type=int, default=50, help="ConfigMaps the updates spread over")
+    ap.add_argument("--writers", type=int, default=16, help="concurrent API writers in the throughput run")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-"))
+    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), token="bench", heartbeat=5, log_level="WARNING")
+    lab = Lab(plan)
+    print(f"starting lab in {tmp} ...", flush=True)
+    await lab.up()
+    try:
+        await run(plan, args)
+    finally:
+        await lab.down()
+
+
+async def run(plan: LabPlan, args: argparse.Namespace) -> None:
+    api = Http(plan.apiserver_url)
+    edge = Bus(plan.node_nats_url(NODE), name="bench-edge")
+    await edge.connect(retry_for=10)
+    committed: dict[tuple[str, str], float] = {}
+    events = asyncio.Event()
+
+    async def on_commit(m) -> None:  # type: ignore[no-untyped-def]
+        c = Envelope.decode(m.data).content
+        obj = c.get("object") or {}
+        ver = (obj.get("data") or {}).get("ver")
+        if ver is not None:
+            committed[(c["name"], ver)] = time.perf_counter()
+            events.set()
+
+    await edge.subscribe(names.meta_events_subject(NODE, "configmaps"), on_commit)
+    await edge.flush()
+
+    ns = "/api/v1/namespaces/default"
+    cms = [f"bench-{i:03d}" for i in range(args.objects)]
+    rvs: dict[str, str] = {}
+    for name in cms:
+        code, body = api.request("POST", f"{ns}/configmaps", {"metadata": {"name": name}, "data": {"ver": "0"}})
+        assert code == 201, body
+        rvs[name] = body["metadata"]["resourceVersion"]
+    pod = {
+        "metadata": {"name": "bench-holder"},
+        "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}], "volumes": [{"name": f"v{i}", "configMap": {"name": n}} for i, n in enumerate(cms)]},
+    }
+    code, body = api.request("POST", f"{ns}/pods", pod)
+    assert code == 201, body
+    await eventually(lambda: all((n, "0") in committed for n in cms), timeout=30, msg="initial sync")
+
+    def put(name: str, ver: str) -> None:
+        for _ in range(10):
+            code, body = api.request("PUT", f"{ns}/configmaps/{name}", {"metadata": {"name": name, "resourceVersion": rvs[name]}, "data": {"ver": ver}})
+            if code == 409:
+                rvs[name] = api.request("GET", f"{ns}/configmaps/{name}")[1]["metadata"]["resourceVersion"]
+                continue
+            assert code == 200, body
+            rvs[name] = body["metadata"]["resourceVersion"]
+            return
+        raise RuntimeError(f"could not update {name}")
+
+    # -- 1. latency at 100 updates/s ----------------------------------------------------
+    print(f"latency run: {args.updates} updates at 100/s over {args.objects} ConfigMaps ...", flush=True)
+    sent: dict[tuple[str, str], float] = {}
+    interval = 0.01
+    t_next = time.perf_counter()
+    for i in range(args.updates):
+        name, ver = cms[i % len(cms)], f"L{i}"
+        sent[(name, ver)] = time.perf_counter()
+        await asyncio.to_thread(put, name, ver)
+        t_next += interval
+        await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+    await eventually(lambda: all(k in committed for k in sent), timeout=30, msg="latency run committed")
+    lat = [(committed[k] - sent[k]) * 1000 for k in sent]
+    api_only = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(api.request, "GET", f"{ns}/configmaps/{cms[0]}")
+        api_only.append((time.perf_counter() - t0) * 1000)
+
+    # -- 2. sustained throughput -------------------------------------------------------------
+    print(f"throughput run: {args.burst} updates from {args.writers} concurrent writers ...", flush=True)
+    per_writer = [cms[w :: args.writers] for w in range(args.writers)]
+    counts = [0] * args.writers
+    last_ver: dict[str, str] = {}
+
+    def writer(w: int) -> None:
+        mine = per_writer[w]
+        k = 0
+        while sum(counts) < args.burst and mine:
+            name = mine[k % len(mine)]
+            ver = f"T{w}-{k}"
+            put(name, ver)
+            last_ver[name] = ver
+            counts[w] += 1
+            k += 1
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.writers) as pool:
+        await asyncio.gather(*(asyncio.wrap_future(pool.submit(writer, w)) for w in range(args.writers)))
+    t_api = time.perf_counter() - t0
+    await eventually(lambda: all((n, v) in committed for n, v in last_ver.items()), timeout=60, interval=0.005, msg="throughput run committed")
+    t_edge = max(committed[(n, v)] for n, v in last_ver.items()) - t0
+    total = sum(counts)
+
+    raw_lat, raw_tput = await raw_baseline(plan.cloud_nats_url, plan.node_nats_url(NODE), args.updates, args.burst * 10)
+    await edge.close()
+
+    print()
+    print("edgebus downstream: API write -> edge LMDB commit (cloud + 1 edge node, separate processes)")
+    print(f"  at 100 updates/s      {fmt(lat)}   (n={len(lat)})")
+    print(f"  apiserver GET alone   {fmt(api_only)}")
+    print(f"  sustained             {total / t_edge:8.0f} updates/s committed on the edge ({total} updates, API accepted them at {total / t_api:.0f}/s)")
+    print("baseline: raw nats-py publish (cloud server) -> subscriber (edge leaf server), same run")
+    print(f"  at 100 msg/s          {fmt(raw_lat)}")
+    print(f"  throughput            {raw_tput:8.0f} msg/s")
+    print("ratios (edgebus / raw)")
+    print(f"  latency p50 {pct(lat, 50) / pct(raw_lat, 50):6.1f}x   p99 {pct(lat, 99) / pct(raw_lat, 99):6.1f}x   throughput {total / t_edge / raw_tput:6.4f}x")
+    ok = pct(lat, 50) <= 20 and pct(lat, 99) <= 100 and total / t_edge >= 1000
+    print(f"targets (p50 <= 20 ms, p99 <= 100 ms at 100/s, >= 1000 updates/s): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
