@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 import edgebus
+from edgebus.cli import inspect as inspect_cmds
 from edgebus.cli import resources
 from edgebus.cli.client import Api, lab_dir, nats_url, server_url
 from edgebus.cli.output import dump, echo, fail, table
@@ -25,6 +26,7 @@ from edgebus.lab import DEFAULT_BASE_PORT, Lab, LabPlan, control, load_state, ne
 app = typer.Typer(help="edgebus: Kubernetes-style edge computing over NATS.", no_args_is_help=True, add_completion=False)
 node_app = typer.Typer(help="Edge nodes: their local store, and (in the lab) stop/start.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
+app.add_typer(inspect_cmds.inspect_app, name="inspect")
 
 
 @dataclass
@@ -285,6 +287,16 @@ def delete(
 ) -> None:
     """Delete objects by name or by manifest."""
     resources.delete(ctx.obj.api(), resource, names_ or [], filename, namespace, ignore_not_found)
+
+
+@app.command()
+def top(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    iterations: Annotated[int, typer.Option(help="stop after this many refreshes (0: until Ctrl-C)")] = 0,
+) -> None:
+    """A live summary of every node: Ready, link, pods, backlogs, store."""
+    inspect_cmds.top(ctx, interval, iterations)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from edgebus.lab import Lab, LabPlan
 from edgebus.metaclient import MetaClient
 from edgebus.objects import NODES
 from edgebus.objectstore import ObjectStore
-from edgebus.testing.labrun import free_base_port
+from edgebus.testing.labrun import LabCli, free_base_port
 from edgebus.testing.proxy import TcpProxy
 from edgebus.testing.waiting import eventually
 
@@ -103,3 +103,20 @@ async def restart_process(lab: Lab, name: str, *, kill: bool = False) -> float:
     lab._spawn(p)
     await lab._wait_ready(p)
     return asyncio.get_running_loop().time()
+
+
+#: the node grace period of labs started by the ``lab`` fixture
+GRACE = 4
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    """A two-node lab started with the real CLI (``edgebus up --detach``), heartbeats every 1 s."""
+    cli = LabCli(tmp_path / "lab")
+    base = free_base_port(2)
+    out = cli.run("up", "--detach", "--nodes", "2", "--base-port", str(base), "--grace", str(GRACE), "--heartbeat", "1").stdout
+    assert "edgebus lab is up" in out
+    try:
+        yield cli
+    finally:
+        cli.run("down", check=False)

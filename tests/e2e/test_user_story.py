@@ -13,24 +13,13 @@ import yaml
 from edgebus import names
 from edgebus.bus import Bus
 from edgebus.envelope import Envelope
-from edgebus.testing.labrun import LabCli, free_base_port
+from edgebus.testing.labrun import LabCli
 from edgebus.testing.waiting import wait_until
+
+from .conftest import GRACE
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-GRACE = 4
-
-
-@pytest.fixture
-def lab(tmp_path: Path):
-    cli = LabCli(tmp_path / "lab")
-    base = free_base_port(2)
-    out = cli.run("up", "--detach", "--nodes", "2", "--base-port", str(base), "--grace", str(GRACE), "--heartbeat", "1").stdout
-    assert "edgebus lab is up" in out
-    try:
-        yield cli
-    finally:
-        cli.run("down", check=False)
 
 
 def node_statuses(cli: LabCli) -> dict[str, str]:
