@@ -86,6 +86,8 @@ STREAM_DLQ = "EDGEBUS_DLQ"
 
 #: cloud KV bucket holding every API object; resourceVersion = KV revision.
 BUCKET_OBJECTS = "edgebus-objects"
+#: cloud KV bucket of leader leases (one key per role, entries expire unless renewed).
+BUCKET_LEASES = "edgebus-leases"
 
 CONSUMER_CLOUDHUB = "cloudhub"
 CONSUMER_METAMANAGER = "metamanager"

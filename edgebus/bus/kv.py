@@ -54,7 +54,8 @@ class KV:
         self.stream = names.kv_stream(bucket)
         self._prefix = names.kv_subject_prefix(bucket)
 
-    async def ensure(self, *, history: int = 1, replicas: int = 1, memory: bool = False) -> None:
+    async def ensure(self, *, history: int = 1, replicas: int = 1, memory: bool = False, ttl: float | None = None) -> None:
+        """Create the bucket if missing (``ttl``: entries not rewritten within it expire)."""
         js = self.bus.js(self.domain)
         try:
             try:
@@ -67,6 +68,7 @@ class KV:
                     bucket=self.bucket,
                     history=history,
                     direct=True,
+                    ttl=ttl,
                     replicas=replicas,
                     storage=api.StorageType.MEMORY if memory else api.StorageType.FILE,
                 )

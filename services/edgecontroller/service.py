@@ -5,6 +5,8 @@ Level-triggered. On start it reads what ``EDGEBUS_DOWN`` already holds for every
 (of this service or of the cloud server) never re-sends everything. Then it follows the
 objects bucket and, for every change, recomputes the nodes it affects.
 
+With several replicas, one holds the ``edgecontroller`` lease and routes; the others stand by.
+
 Every message carries a *sync version* (``seq``): the objects-bucket revision of the
 change that caused it. It only grows per node and object, which lets metamanager apply
 each message exactly once.
@@ -20,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from edgebus import names, topology
 from edgebus.bus import Backoff, Bus, BusError, CaughtUp, read_stream
+from edgebus.bus.lease import Lease
 from edgebus.envelope import OP_DELETE, OP_UPDATE, Envelope
 from edgebus.errors import RetryLater
 from edgebus.names import ObjectRef
@@ -128,10 +131,15 @@ def build(settings: Settings | None = None) -> Service[Controller]:
         await store.ensure()
         await topology.ensure_cloud_streams(s.bus, replicas=settings.edgecontroller.stream_replicas)
 
-    # A crash (e.g. the cloud server restarting mid-publish) restarts the loop, which
-    # re-reads the downstream state and resumes with only the difference.
-    svc.task("sync", ctl.run)
-    svc.readiness_check("synced", lambda: ctl.synced)
+    # One replica routes at a time (the holder of the "edgecontroller" lease); the others
+    # stand by and take over within lease_ttl when it dies. A crash (e.g. the cloud server
+    # restarting mid-publish) restarts the loop, which re-reads the downstream state and
+    # resumes with only the difference - exactly what a new leader does too.
+    lease = Lease(svc.bus, "edgecontroller", ttl=settings.edgecontroller.lease_ttl)
+    svc.task("lease", lease.run)
+    svc.task("sync", lambda: lease.while_leader(ctl.run))
+    svc.readiness_check("synced", lambda: ctl.synced or not lease.is_leader)
+    svc.on_stop(lambda _s: lease.release())
     return svc
 
 
