@@ -91,6 +91,8 @@ BUCKET_LEASES = "edgebus-leases"
 
 CONSUMER_CLOUDHUB = "cloudhub"
 CONSUMER_METAMANAGER = "metamanager"
+#: edge: metamanager's copy of the node's own pod status, read from the outbox
+CONSUMER_METAMANAGER_STATUS = "metamanager-status"
 CONSUMER_EDGEHUB_FORWARD = "edgehub-forward"
 
 
@@ -182,6 +184,11 @@ def outbox_subject(node: str, kind: str, ref: ObjectRef | None = None) -> str:
 
 def outbox_filter(node: str) -> str:
     return f"{PREFIX}.outbox.{encode_token(node)}.>"
+
+
+def outbox_status_filter(node: str, resource: str) -> str:
+    """A node's outgoing status reports of one resource: ``edgebus.outbox.<node>.status.<resource>.>``."""
+    return f"{PREFIX}.outbox.{encode_token(node)}.{UP_STATUS}.{resource}.>"
 
 
 def up_subject_from_outbox(outbox: str) -> str:

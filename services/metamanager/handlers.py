@@ -12,7 +12,7 @@ from edgebus import names
 from edgebus.bus import Bus, Delivery, DurableSpec, Message, Router
 from edgebus.envelope import OP_DELETE, Envelope
 from edgebus.errors import BadRequest, NotFound
-from edgebus.objects import RESOURCES, resolve
+from edgebus.objects import PODS, RESOURCES, resolve
 from edgebus.objects.resources import UnknownResource
 from edgebus.objects.selectors import label_predicate
 from services.metamanager import logic
@@ -40,6 +40,16 @@ def down_consumer(batch: int, ack_wait: float) -> DurableSpec:
         ack_wait=ack_wait,
         max_ack_pending=max(batch * 4, 1024),
         batch=batch,
+    )
+
+
+def status_consumer(node: str) -> DurableSpec:
+    return DurableSpec(
+        stream=names.STREAM_EDGE_UP,
+        durable=names.CONSUMER_METAMANAGER_STATUS,
+        filter_subject=names.outbox_status_filter(node, PODS.plural),
+        ack_wait=5.0,
+        batch=100,
     )
 
 
@@ -94,6 +104,25 @@ def build_router(node: str, *, batch: int = 256, ack_wait: float = 5.0) -> Route
             OBJECTS.set(ctx.store.objects.count())
             LMDB_BYTES.labels("metamanager").set(ctx.store.store.used_bytes())
 
+    @router.durable_batch(status_consumer(node), name="own-status")
+    async def own_status(msgs: list[Message], ctx: Ctx) -> None:
+        """Keep the latest status this node reported for its own pods (from its outbox)."""
+        reports = []
+        for m in msgs:
+            try:
+                up = names.parse_up_subject(names.up_subject_from_outbox(m.subject))
+            except names.InvalidName as exc:
+                m.reject(str(exc))
+                continue
+            c = m.env.content
+            if up.ref is None or not isinstance(c, dict) or not isinstance(c.get("time"), int) or not isinstance(c.get("status"), dict):
+                m.reject("a status report needs {time: int, status: map}")
+                continue
+            r = RESOURCES[up.ref.resource]
+            reports.append((r.lmdb_key(up.ref.namespace, up.ref.name), r.plural, up.ref.namespace, up.ref.name, c["time"], c["status"]))
+        for ch in ctx.store.apply_status(reports):
+            await publish_change(ctx, ch)
+
     @router.reply(names.meta_subject(node, "list"), name="list")
     async def list_objects(m: Message, ctx: Ctx) -> dict[str, Any]:
         q = m.env.content or {}
@@ -114,7 +143,7 @@ def build_router(node: str, *, batch: int = 256, ack_wait: float = 5.0) -> Route
         obj = ctx.store.objects.get(key)
         if obj is None:
             raise NotFound(f'{resource.plural} "{q["name"]}" not found on node {ctx.node}')
-        return {"object": obj, "meta": ctx.store.meta_of(key), "revision": ctx.store.revision()}
+        return {"object": ctx.store.with_status(key, obj), "meta": ctx.store.meta_of(key), "revision": ctx.store.revision()}
 
     @router.reply(names.meta_subject(node, "changes"), name="changes")
     async def changes(m: Message, ctx: Ctx) -> dict[str, Any]:
@@ -155,12 +184,14 @@ def query_list(store: MetaStore, q: dict[str, Any]) -> dict[str, Any]:
             m = store.meta_of(key) or {}
             item: dict[str, Any] = {"key": key, "sync": m.get("sync"), "updates": m.get("updates"), "revision": m.get("revision")}
             if q.get("objects", True):
-                item["object"] = obj
+                item["object"] = store.with_status(key, obj)
             items.append(item)
     return {"revision": revision, "items": items}
 
 
 async def publish_change(ctx: Ctx, ch: Change) -> None:
+    if ch.object is not None and ch.type != "DELETED":
+        ch.object = ctx.store.with_status(ch.key, ch.object)
     env = Envelope.new(
         source="metamanager",
         operation=OP_DELETE if ch.type == "DELETED" else "update",

@@ -5,6 +5,8 @@
   sync version (tombstones are kept so a late, older message is still recognised), how
   many downstream updates were applied to this key, and the local revision of the change
 * ``state``    - ``revision`` (local, monotonic, one per applied change), counters
+* ``status``   - pod key -> ``{time, status}``: the latest status this node reported for
+  its own pods (read from its outbox), so local readers see live status while offline
 * ``changelog``- ``<revision, zero-padded>`` -> ``{key, sync, type}`` for the last
   ``CHANGELOG_KEEP`` changes: lets a local watcher resume from a revision, and shows
   exactly what was applied (each ``(key, sync)`` at most once)
@@ -57,6 +59,7 @@ class MetaStore:
         self.meta = self.store.table("meta")
         self.state = self.store.table("state")
         self.changelog = self.store.table("changelog")
+        self.status = self.store.table("status")
 
     def close(self) -> None:
         self.store.close()
@@ -83,6 +86,7 @@ class MetaStore:
                     else:
                         typ = "DELETED"
                     self.objects.delete(t, key)
+                    self.status.delete(t, key)
                     obj = None
                 else:
                     typ = "MODIFIED" if existed else "ADDED"
@@ -101,6 +105,36 @@ class MetaStore:
             return changes
 
         return self.store.write(run)
+
+    def apply_status(self, reports: list[tuple[str, str, str | None, str, int, dict[str, Any]]]) -> list[Change]:
+        """Record the newest of each ``(key, resource, namespace, name, time, status)``;
+        a change for each object that exists locally and got a newer status."""
+
+        def run(t: Txn) -> list[Change]:
+            changes: list[Change] = []
+            rev = int(self.state.get("revision", t) or 0)
+            for key, resource, ns, name, when, status in reports:
+                cur = self.status.get(key, t)
+                if cur is not None and when <= int(cur.get("time", 0)):
+                    continue
+                self.status.put(t, key, {"time": when, "status": status})
+                obj = self.objects.get(key, t)
+                if obj is None:
+                    continue
+                rev += 1
+                self.changelog.put(t, _rev_key(rev), {"key": key, "sync": 0, "type": "STATUS"})
+                if rev > CHANGELOG_KEEP:
+                    self.changelog.delete(t, _rev_key(rev - CHANGELOG_KEEP))
+                changes.append(Change("MODIFIED", key, resource, ns, name, rev, {**obj, "status": status}))
+            self.state.put(t, "revision", rev)
+            return changes
+
+        return self.store.write(run)
+
+    def with_status(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object as this node sees it: with the status it reported last, if any."""
+        st = self.status.get(key)
+        return {**obj, "status": st["status"]} if st else obj
 
     def count_skipped(self, n: int) -> None:
         if n:

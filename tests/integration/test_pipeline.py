@@ -52,3 +52,45 @@ async def _has(keys, want: set[str]) -> bool:
 
 async def _empty(keys) -> bool:
     return not await keys()
+
+
+async def test_node_keeps_its_own_pod_status(mesh) -> None:
+    """metamanager overlays the status the node itself reported (from its outbox), so local
+    readers see live status - also while offline - though status never travels down."""
+    import time
+
+    from edgebus import names
+    from edgebus.envelope import Envelope
+
+    store, _, svcs = mesh
+    edge = Bus(svcs[2].settings.nats.url, name="test-edge")
+    await edge.connect(retry_for=5)
+    try:
+        mc = MetaClient(edge, "edge-1")
+        await store.create(PODS, pod("web", "edge-1"))
+        await eventually(lambda: _has(lambda: _keys(mc), {"/core/v1/pods/default/web"}), msg="pod on the edge")
+        rev0 = (await mc.stats())["revision"]
+        ref = names.ObjectRef("pods", "default", "web")
+        for phase, t in (("Running", time.time_ns()), ("Pending", time.time_ns() - 10**9)):  # the second is older
+            env = Envelope.new(source="edged", operation="update", resource="pods", content={"time": t, "status": {"phase": phase}})
+            await edge.js_publish(names.outbox_subject("edge-1", names.UP_STATUS, ref), env, stream=names.STREAM_EDGE_UP)
+        got = await eventually(lambda: _phase(mc, "Running"), msg="local status overlay")
+        assert got["object"]["spec"]["nodeName"] == "edge-1"
+        await eventually(lambda: _cloud_phase(store, "Running"), msg="the same report reached the cloud")
+        changes = (await mc.changes(rev0))["changes"]
+        assert [c["type"] for c in changes] == ["STATUS"]  # the older report changed nothing
+    finally:
+        await edge.close()
+
+
+async def _keys(mc: MetaClient) -> set[str]:
+    return {i["key"] for i in (await mc.list())["items"]}
+
+
+async def _phase(mc: MetaClient, phase: str):
+    got = await mc.get("pods", "default", "web")
+    return got if (got["object"].get("status") or {}).get("phase") == phase else None
+
+
+async def _cloud_phase(store: ObjectStore, phase: str) -> bool:
+    return ((await store.get(PODS, "default", "web")).get("status") or {}).get("phase") == phase
