@@ -1,0 +1,3 @@
+from services.edged.service import main
+
+main()

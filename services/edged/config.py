@@ -1,0 +1,38 @@
+"""Settings of edged: the common service settings plus the ``edged`` group.
+
+Environment: ``EDGEBUS_EDGED__CONTAINERD`` (the CRI socket), ``EDGEBUS_EDGED__DATA_DIR``,
+``EDGEBUS_EDGED__BACKOFF_INITIAL`` ... (and the common ``EDGEBUS_NODE``,
+``EDGEBUS_NATS__URL`` etc.).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from edgebus.runtime import ServiceSettings
+
+
+class EdgedSettings(BaseModel):
+    containerd: str = Field("unix:///run/containerd/containerd.sock", description="CRI endpoint of the container runtime (containerd's socket).")
+    data_dir: str = Field("./data/edged", description="Per-pod directories: volumes (configMap, secret, emptyDir) and container logs.")
+    internal_ip: str = Field("", description="The node's address, reported as hostIP and as podIP of (host-network) pods; default: resolved hostname.")
+    sync_interval: float = Field(1.0, gt=0, description="Seconds between relists of the runtime (exit detection, probes' effects, back-off timers).")
+    resync_interval: float = Field(30.0, gt=0, description="Seconds between full re-reads of the desired pods from metamanager.")
+    backoff_initial: float = Field(10.0, ge=0, description="Crash back-off: delay before the 2nd restart; doubles for each further one.")
+    backoff_max: float = Field(300.0, ge=0, description="Crash back-off cap (seconds).")
+    backoff_reset: float = Field(600.0, gt=0, description="A container that ran this long restarts without back-off.")
+    image_backoff_initial: float = Field(10.0, ge=0, description="Image pull back-off: first delay after a failed pull; doubles up to backoff_max.")
+    pull_timeout: float = Field(300.0, gt=0, description="Seconds an image pull may take.")
+    cri_timeout: float = Field(10.0, gt=0, description="Default timeout of a CRI call.")
+    default_grace_period: int = Field(30, ge=0, description="terminationGracePeriodSeconds when the pod does not say.")
+    max_pods: int = Field(110, ge=1, description="Reported pod capacity of the node.")
+    status_interval: float = Field(60.0, gt=0, description="Seconds between node status reports (also sent on every runtime state change).")
+    preload_images: list[str] = Field(default_factory=list, description="Image archives (OCI/Docker tar) imported at start when their image is missing.")
+    log_follow_max_seconds: float = Field(3600.0, gt=0, description="A followed log stream ends after this long.")
+    max_log_followers: int = Field(32, ge=1, description="Concurrent followed log streams.")
+    max_log_bytes: int = Field(4 << 20, ge=1024, description="Largest log reply (the tail is kept).")
+    max_image_bytes: int = Field(2 << 30, ge=1 << 20, description="Largest image archive accepted by image load.")
+
+
+class Settings(ServiceSettings):
+    edged: EdgedSettings = EdgedSettings()

@@ -1,0 +1,173 @@
+"""The pod manager: desired pods by UID (from metamanager), one worker per pod, orphans,
+and the housekeeping tick (see :mod:`services.edged.pods` for what a worker does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from edgebus.cri import CriClient, CriError, RuntimeUnavailable
+from edgebus.objects.refs import pod_references
+from services.edged import spec as S
+from services.edged import volumes
+from services.edged.config import EdgedSettings
+from services.edged.images import Images
+from services.edged.pods import FULL_SYNC_SECONDS, PODS, PodWorker, _spec_part
+from services.edged.publish import Publisher
+from services.edged.runtime import RuntimeView, pod_labels_of
+
+log = logging.getLogger("edgebus.edged")
+
+
+class PodManager:
+    """Desired pods by UID, their workers, and the housekeeping tick."""
+
+    def __init__(self, *, node: str, settings: EdgedSettings, cri: CriClient, publisher: Publisher, host_ip: str, probe_host: str = "127.0.0.1") -> None:
+        self.node = node
+        self.settings = settings
+        self.cri = cri
+        self.publisher = publisher
+        self.host_ip = host_ip
+        self.probe_host = probe_host
+        self.view = RuntimeView(cri, node)
+        self.images = Images(cri, initial=settings.image_backoff_initial, cap=settings.backoff_max, pull_timeout=settings.pull_timeout)
+        self.desired: dict[str, dict[str, Any]] = {}
+        self.by_name: dict[tuple[str, str], str] = {}
+        self.sources: dict[str, S.Sources] = {}
+        self.workers: dict[str, PodWorker] = {}
+        self.loaded = False
+        self.runtime_ok = False
+        self.runtime_error = "not checked yet"
+        self.on_runtime_change: list[Any] = []
+
+    # -- desired state ------------------------------------------------------------------
+    def sources_for(self, namespace: str) -> S.Sources:
+        return self.sources.get(namespace) or S.Sources()
+
+    def set_desired(self, pods: list[dict[str, Any]], configmaps: list[dict[str, Any]], secrets: list[dict[str, Any]]) -> None:
+        """Replace the desired state (a full listing from metamanager) and wake what changed."""
+        new: dict[str, dict[str, Any]] = {}
+        for p in pods:
+            try:
+                ref = S.pod_ref(p)
+            except S.InvalidPod as exc:
+                log.error("ignoring a pod in the local store: %s", exc)
+                continue
+            if (p.get("spec") or {}).get("nodeName") not in (None, "", self.node):
+                continue
+            new[ref.uid] = p
+        sources: dict[str, S.Sources] = {}
+        for cm in configmaps:
+            md = cm.get("metadata") or {}
+            sources.setdefault(md.get("namespace") or "default", S.Sources()).configmaps[str(md.get("name"))] = cm
+        for s in secrets:
+            md = s.get("metadata") or {}
+            sources.setdefault(md.get("namespace") or "default", S.Sources()).secrets[str(md.get("name"))] = s
+        changed_refs: set[tuple[str, str, str]] = set()
+        for ns in set(sources) | set(self.sources):
+            a, b = self.sources.get(ns) or S.Sources(), sources.get(ns) or S.Sources()
+            for n in set(a.configmaps) | set(b.configmaps):
+                if a.configmaps.get(n) != b.configmaps.get(n):
+                    changed_refs.add((ns, "configmaps", n))
+            for n in set(a.secrets) | set(b.secrets):
+                if a.secrets.get(n) != b.secrets.get(n):
+                    changed_refs.add((ns, "secrets", n))
+        self.sources = sources
+        old = self.desired
+        self.desired = new
+        self.by_name = {(S.pod_ref(p).namespace, S.pod_ref(p).name): uid for uid, p in new.items()}
+        for uid, p in new.items():
+            ns = S.pod_ref(p).namespace
+            uses = any((ns, r, n) in changed_refs for r, n in pod_references(p))
+            if uid not in old or _spec_part(old[uid]) != _spec_part(p) or uses or uid not in self.workers:
+                self.worker(uid).update(p)
+        for uid in set(old) - set(new):
+            w = self.workers.get(uid)
+            if w is not None:
+                w.update(None)
+        self.loaded = True
+        PODS.set(len(new))
+
+    def worker(self, uid: str) -> PodWorker:
+        w = self.workers.get(uid)
+        if w is None or w.done:
+            w = PodWorker(self, uid)
+            w.pod = self.desired.get(uid)
+            self.workers[uid] = w
+        return w
+
+    # -- runtime ------------------------------------------------------------------------
+    def runtime_lost(self, exc: Exception) -> None:
+        if self.runtime_ok:
+            log.error("container runtime lost: %s", exc)
+            self.runtime_ok = False
+            self.runtime_error = str(exc)
+            for cb in self.on_runtime_change:
+                cb()
+
+    async def housekeeping(self) -> None:
+        """Every ``sync_interval``: find orphans, wake every worker, drop finished ones."""
+        last_dirs = 0.0
+        while True:
+            await asyncio.sleep(self.settings.sync_interval)
+            if not self.runtime_ok or not self.loaded:
+                continue
+            try:
+                boxes = await self.cri.list_pod_sandbox({S.LABEL_NODE: self.node})
+                live = await self.cri.list_containers({S.LABEL_NODE: self.node})
+            except RuntimeUnavailable as exc:
+                self.runtime_lost(exc)
+                continue
+            except CriError as exc:
+                log.warning("housekeeping: %s", exc)
+                continue
+            self.view.prune({c.id for c in live})
+            seen: dict[str, list[tuple[str, int]]] = {}
+            for b in boxes:
+                seen.setdefault(pod_labels_of(b)[2], []).append((b.id, int(b.state)))
+            for c in live:
+                seen.setdefault(c.labels.get(S.LABEL_POD_UID, ""), []).append((c.id, int(c.state)))
+            seen.pop("", None)
+            for uid in set(seen) - set(self.desired):
+                self.worker(uid)
+            now = time.monotonic()
+            for uid, w in list(self.workers.items()):
+                if w.done and w.task.done():
+                    del self.workers[uid]
+                    continue
+                if w.done:
+                    continue
+                fp = tuple(sorted(seen.get(uid, ())))
+                # wake a pod only when the runtime changed under it, when it waits for a
+                # timer (back-off), or every resync period: 20 steady pods cost 2 CRI calls
+                if fp != w.seen or w.needs_tick or now - w.last_sync > FULL_SYNC_SECONDS:
+                    w.seen = fp
+                    w.wake()
+            if time.monotonic() - last_dirs > 30:
+                last_dirs = time.monotonic()
+                self._remove_stray_dirs(boxes)
+
+    def _remove_stray_dirs(self, boxes: list[Any]) -> None:
+        """Pod directories of pods neither desired nor in the runtime (e.g. edged was
+        killed between removing a pod and its directory)."""
+        keep = {S.pod_ref(p).dir_name for p in self.desired.values()}
+        keep |= {f"{ns}_{n}_{u}" for ns, n, u in (pod_labels_of(b) for b in boxes)}
+        for d in volumes.pod_dirs(self.settings.data_dir):
+            if d not in keep:
+                volumes.remove_pod_dir(self.settings.data_dir, d)
+
+    def wake_all(self) -> None:
+        for w in self.workers.values():
+            w.wake()
+
+    def find(self, namespace: str, name: str) -> str | None:
+        return self.by_name.get((namespace, name))
+
+    async def stop(self) -> None:
+        tasks = [w.task for w in self.workers.values()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""Status reports into the node's outbox (``EDGEBUS_EDGE_UP``, edge-local: works offline).
+
+edgehub forwards the outbox to the cloud exactly once, in order; cloudhub applies a report
+only if it is newer than the one the object reflects (latest wins, per reporter).
+
+* pod status: ``edgebus.outbox.<node>.status.pods.<ns>.<name>`` with
+  ``{time, uid, status}``; ``deleted: true`` confirms that the pod's containers, sandbox and
+  directories are gone, so cloudhub may remove the pod.
+* node status: ``edgebus.outbox.<node>.status.nodes._.<node>`` with ``{time, status}``
+  (runtime facts and conditions; edgehub reports the rest), envelope source ``edged``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from edgebus import names
+from edgebus.bus import Bus, BusError
+from edgebus.envelope import OP_DELETE, OP_UPDATE, Envelope
+from edgebus.names import ObjectRef
+
+log = logging.getLogger("edgebus.edged")
+
+SOURCE = "edged"
+
+
+class Publisher:
+    def __init__(self, bus: Bus, node: str) -> None:
+        self.bus = bus
+        self.node = node
+
+    async def _publish(self, ref: ObjectRef, op: str, content: dict[str, Any]) -> bool:
+        env = Envelope.new(source=SOURCE, operation=op, resource=ref.resource, content=content)
+        try:
+            await self.bus.js_publish(names.outbox_subject(self.node, names.UP_STATUS, ref), env, stream=names.STREAM_EDGE_UP)
+            return True
+        except BusError as exc:
+            log.warning("status of %s not stored in the outbox: %s", ref, exc)
+            return False
+
+    async def pod(self, namespace: str, name: str, uid: str, status: dict[str, Any], *, deleted: bool = False) -> bool:
+        content: dict[str, Any] = {"time": time.time_ns(), "uid": uid, "status": status}
+        if deleted:
+            content["deleted"] = True
+        return await self._publish(ObjectRef("pods", namespace, name), OP_DELETE if deleted else OP_UPDATE, content)
+
+    async def node_status(self, status: dict[str, Any]) -> bool:
+        return await self._publish(ObjectRef("nodes", None, self.node), OP_UPDATE, {"time": time.time_ns(), "status": status})
