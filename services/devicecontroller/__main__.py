@@ -1,0 +1,3 @@
+from services.devicecontroller.service import main
+
+main()

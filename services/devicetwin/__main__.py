@@ -1,0 +1,3 @@
+from services.devicetwin.service import main
+
+main()

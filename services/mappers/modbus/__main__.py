@@ -1,0 +1,3 @@
+from services.mappers.modbus.service import main
+
+main()

@@ -1,0 +1,25 @@
+"""The Modbus mapper: drives the node's Devices whose protocol is ``modbus`` (TCP or RTU)
+through the ``$hw`` topics (see :mod:`edgebus.devices.mapper`)."""
+
+from __future__ import annotations
+
+from edgebus.devices.mapper import Mapper, mapper_service
+from edgebus.objects.devices import PROTOCOL_MODBUS
+from edgebus.runtime import Service, setup_logging
+from services.mappers.modbus.config import Settings
+from services.mappers.modbus.driver import ModbusDriver
+
+NAME = "mapper-modbus"
+
+
+def build(settings: Settings | None = None) -> Service[Mapper]:
+    settings = settings or Settings()
+    return mapper_service(NAME, settings, settings.mapper, PROTOCOL_MODBUS, lambda config, timeout: ModbusDriver(config, default_timeout=timeout))
+
+
+def main() -> None:
+    from edgebus.runtime import main as run
+
+    settings = Settings()
+    setup_logging(NAME, settings)
+    run(lambda: build(settings))

@@ -1,0 +1,3 @@
+from services.mappers.opcua.service import main
+
+main()
