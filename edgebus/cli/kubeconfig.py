@@ -1,0 +1,35 @@
+"""``edgebus kubeconfig``: a kubeconfig for kubectl against the cloud apiserver, or against
+one node's metaserver (which answers from the node's store, also while it is offline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from edgebus.cli.client import lab_dir, server_url
+from edgebus.cli.output import fail
+from edgebus.lab import load_state
+
+
+def kubeconfig(server: str, name: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": {}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
+        "current-context": name,
+        "preferences": {},
+    }
+
+
+def render(server: str | None, data_dir: str | None, node: str | None) -> str:
+    if node is None:
+        return yaml.safe_dump(kubeconfig(server_url(server, data_dir), "edgebus"), sort_keys=False)
+    st = load_state(lab_dir(data_dir))
+    info = (st or {}).get("nodes", {}).get(node)
+    if not info or not info.get("metaserver"):
+        fail(f"no metaserver address known for node {node!r}; give --server http://<node>:10550 instead")
+    url = server or info["metaserver"]
+    return yaml.safe_dump(kubeconfig(url, f"edgebus-{node}"), sort_keys=False)

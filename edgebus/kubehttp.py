@@ -1,0 +1,139 @@
+"""HTTP pieces shared by edgebus's Kubernetes-style servers (the apiserver, each edge's
+metaserver): the watch response and Status error responses.
+
+The watch response sends newline-delimited JSON events over a chunked HTTP response.
+
+The stream runs in its own task, raced against the client's disconnect, the request's
+``timeoutSeconds`` and the service's shutdown; whichever comes first ends it, and the
+event source (an object-store watch and its JetStream consumer) is closed every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from starlette.requests import Request
+
+from edgebus import kube
+from edgebus.errors import ApiError
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger("edgebus.kubehttp")
+
+OPEN_WATCHES = Gauge("edgebus_watches", "Watch streams being served", ["server"])
+
+
+class WatchResponse(Response):
+    media_type = "application/json"
+
+    def __init__(self, events: AsyncIterator[bytes], *, stop: asyncio.Event, timeout: float | None = None, server: str = "apiserver") -> None:
+        # Like StreamingResponse: no body, so no Content-Length, so the response is chunked.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache, private"})
+        self.events = events
+        self.stop = stop
+        self.timeout = timeout
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        OPEN_WATCHES.labels(self.server).inc()
+        pump = asyncio.create_task(self._pump(send), name=f"{self.server}:watch")
+        disconnect = asyncio.create_task(_wait_disconnect(receive), name=f"{self.server}:watch-disconnect")
+        stopping = asyncio.create_task(self.stop.wait(), name=f"{self.server}:watch-stop")
+        tasks = {pump, disconnect, stopping}
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await asyncio.wait(tasks, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            # The pump closes its consumer in its own task, so that happens even if we are
+            # cancelled again while waiting for it.
+            await asyncio.wait(tasks)
+            OPEN_WATCHES.labels(self.server).dec()
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            log.error("watch stream failed", exc_info=pump.exception())
+        if not disconnect.done() or disconnect.cancelled():
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                pass
+
+    async def _pump(self, send: Send) -> None:
+        async with aclosing(self.events) as it:  # type: ignore[type-var]
+            async for chunk in it:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def status_response(exc: ApiError) -> JSONResponse:
+    """An error as Kubernetes answers it: a ``Status`` body with the error's HTTP code."""
+    return JSONResponse(exc.status(), status_code=exc.code)
+
+
+def add_common_routes(
+    app: Any,
+    *,
+    health: Callable[[], dict[str, object]],
+    ready: Callable[[], dict[str, object]],
+    version_extra: dict[str, Any] | None = None,
+) -> None:
+    """The routes every Kubernetes-style server of edgebus answers the same way: health,
+    readiness, Prometheus metrics, ``/version`` and API discovery."""
+
+    async def healthz(_: Request) -> Response:
+        body = health()
+        return JSONResponse(body, status_code=200 if body.get("ok") else 503)
+
+    async def readyz(_: Request) -> Response:
+        body = ready()
+        return JSONResponse(body, status_code=200 if body.get("ok") else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def version(_: Request) -> Response:
+        return JSONResponse({**kube.version_info(), **(version_extra or {})})
+
+    async def api(request: Request) -> Response:
+        return JSONResponse(kube.api_versions(request.url.netloc))
+
+    async def apis(_: Request) -> Response:
+        return JSONResponse(kube.api_group_list())
+
+    async def api_group(request: Request) -> Response:
+        return JSONResponse(kube.api_group(request.path_params["group"]))
+
+    async def api_group_version(request: Request) -> Response:
+        p = request.path_params
+        return JSONResponse(kube.api_resource_list(p["group"], p["version"]))
+
+    async def api_v1(_: Request) -> Response:
+        return JSONResponse(kube.api_resource_list())
+
+    for path, fn in (
+        ("/healthz", healthz),
+        ("/livez", healthz),
+        ("/readyz", readyz),
+        ("/metrics", metrics),
+        ("/version", version),
+        ("/api", api),
+        ("/apis", apis),
+        ("/apis/{group}", api_group),
+        ("/apis/{group}/{version}", api_group_version),
+        ("/api/v1", api_v1),
+    ):
+        app.add_api_route(path, fn, methods=["GET"])
