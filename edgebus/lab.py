@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,9 @@ from typing import Any
 import httpx
 
 from edgebus import names
+from edgebus.cri import CriClient, CriError, remove_all
+from edgebus.cri.containerd import ContainerdConfig, containerd_binary, kill_shims, prepare_dirs, usable
+from edgebus.images import BUSYBOX_IMAGE, PAUSE_IMAGE, archive_path, lab_images
 from edgebus.natsd import HubConfig, LeafConfig, nats_server_binary
 from edgebus.runtime.settings import to_env
 
@@ -34,8 +38,16 @@ log = logging.getLogger("edgebus.lab")
 
 DEFAULT_DIR = Path(os.environ.get("EDGEBUS_LAB_DIR", str(Path.home() / ".edgebus" / "lab")))
 DEFAULT_BASE_PORT = 14200
-CLOUD_SERVICES = ("apiserver", "cloudhub", "edgecontroller")
+#: the metaserver's port in each node's 10-port block
+METASERVER_SLOT = 9
+CLOUD_SERVICES = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller")
 EDGE_SERVICES = ("edgehub", "metamanager")
+#: Device services of every node, each at a fixed offset in the node's 10-port block (its
+#: ops port); the first node also runs a simulated Modbus thermostat at SIM_MODBUS_SLOT.
+DEVICE_SERVICES = {"devicetwin": 5, "mappers.modbus": 6, "mappers.opcua": 7}
+SIM_MODBUS_SLOT = 8
+#: edged's ops port in each node's block; the node's private containerd has no TCP port
+EDGED_SLOT = 4
 
 
 @dataclass
@@ -49,6 +61,9 @@ class ProcSpec:
     log: str
     ready_url: str | None = None  # HTTP readiness probe
     ready_port: int | None = None  # TCP readiness (nats-server)
+    ready_socket: str | None = None  # Unix socket readiness (containerd)
+    #: a container runtime: its pods are stopped before it (and removed on ``down``)
+    cri_address: str | None = None
     config_file: str | None = None
     config_text: str | None = None
 
@@ -66,6 +81,10 @@ class LabPlan:
     log_level: str = "INFO"
     #: per node, the hub leafnode URL it dials when not the hub's own (a NAT, a proxy)
     leaf_urls: dict[str, str] = field(default_factory=dict)
+    #: run devicecontroller, devicetwin and the mappers, and the simulated Modbus device
+    devices: bool = True
+    #: a private containerd per node: None = when possible (root, containerd installed)
+    containerd: bool | None = None
 
     # -- ports ------------------------------------------------------------------------
     @property
@@ -92,15 +111,42 @@ class LabPlan:
     def node_mqtt_port(self, node: str) -> int:
         return self.node_base(node) + 1
 
+    def metaserver_port(self, node: str) -> int:
+        """The node's metaserver: kubectl against the node's own store."""
+        return self.node_base(node) + METASERVER_SLOT
+
     def node_ops_port(self, node: str, service: str) -> int:
+        if service in DEVICE_SERVICES:
+            return self.node_base(node) + DEVICE_SERVICES[service]
         return self.node_base(node) + 2 + EDGE_SERVICES.index(service)
+
+    def edged_ops_port(self, node: str) -> int:
+        return self.node_base(node) + EDGED_SLOT
+
+    @property
+    def use_containerd(self) -> bool:
+        if self.containerd is None:
+            return usable() is None
+        return self.containerd
+
+    def node_containerd(self, node: str) -> ContainerdConfig:
+        return ContainerdConfig(str(self._dir("nodes", node, "containerd")))
+
+    def sim_modbus_port(self, node: str) -> int | None:
+        """The simulated Modbus thermostat's port (the first node only)."""
+        return self.node_base(node) + SIM_MODBUS_SLOT if self.devices and node == self.nodes[0] else None
 
     def all_ports(self) -> list[int]:
         ports = [self.cloud_nats_port, self.cloud_leaf_port, self.apiserver_port]
-        ports += [self.cloud_ops_port(s) for s in CLOUD_SERVICES if s != "apiserver"]
+        ports += [self.cloud_ops_port(s) for s in CLOUD_SERVICES if s != "apiserver" and (self.devices or s != "devicecontroller")]
         for n in self.nodes:
-            ports += [self.node_nats_port(n), self.node_mqtt_port(n)]
+            ports += [self.node_nats_port(n), self.node_mqtt_port(n), self.metaserver_port(n)]
             ports += [self.node_ops_port(n, s) for s in EDGE_SERVICES]
+            ports.append(self.edged_ops_port(n))
+            if self.devices:
+                ports += [self.node_ops_port(n, s) for s in DEVICE_SERVICES]
+                sim = self.sim_modbus_port(n)
+                ports += [sim] if sim else []
         return ports
 
     # -- urls -------------------------------------------------------------------------
@@ -163,7 +209,10 @@ class LabPlan:
             self.cloud_ops_port("cloudhub"),
         )
         ctl = self._service("cloud", "edgecontroller", nats_settings, self.cloud_ops_port("edgecontroller"))
-        return [nats, api, hubsvc, ctl]
+        if not self.devices:
+            return [nats, api, hubsvc, ctl]
+        devctl = self._service("cloud", "devicecontroller", nats_settings, self.cloud_ops_port("devicecontroller"))
+        return [nats, api, hubsvc, ctl, devctl]
 
     def node_processes(self, node: str) -> list[ProcSpec]:
         leaf = LeafConfig(
@@ -196,10 +245,70 @@ class LabPlan:
         mm = self._service(
             node,
             "metamanager",
-            {**base, "metamanager": {"data_dir": str(self._dir("nodes", node, "metamanager"))}},
+            {**base, "metamanager": {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}},
             self.node_ops_port(node, "metamanager"),
         )
-        return [nats, mm, hub]
+        procs = [nats, *self.runtime_processes(node), mm, hub, self.edged_process(node, base)]
+        if not self.devices:
+            return procs
+        return [*procs, *self.device_processes(node, base)]
+
+    def runtime_processes(self, node: str) -> list[ProcSpec]:
+        """The node's private containerd (root, sockets and runc state of its own)."""
+        if not self.use_containerd:
+            return []
+        cfg = self.node_containerd(node)
+        return [
+            ProcSpec(
+                name=f"{node}/containerd",
+                group=node,
+                argv=[containerd_binary() or "containerd", "--config", str(cfg.config_path)],
+                env={},
+                log=str(self._dir("logs", node, "containerd.log")),
+                ready_socket=cfg.socket,
+                config_file=str(cfg.config_path),
+                config_text=cfg.render(),
+                cri_address=cfg.address,
+            )
+        ]
+
+    def edged_process(self, node: str, base: dict[str, Any]) -> ProcSpec:
+        """edged, with the lab's images preloaded (busybox, and the sandbox image)."""
+        images = [str(archive_path(name)) for name in (BUSYBOX_IMAGE, PAUSE_IMAGE)]
+        return self._service(
+            node,
+            "edged",
+            {
+                **base,
+                "edged": {
+                    "containerd": self.node_containerd(node).address,
+                    "data_dir": str(self._dir("nodes", node, "edged")),
+                    "internal_ip": self.host,
+                    "status_interval": self.status_interval,
+                    "preload_images": json.dumps(images),
+                },
+            },
+            self.edged_ops_port(node),
+        )
+
+    def device_processes(self, node: str, base: dict[str, Any]) -> list[ProcSpec]:
+        out = []
+        sim = self.sim_modbus_port(node)
+        if sim:
+            out.append(
+                ProcSpec(
+                    name=f"{node}/modbus-sim",
+                    group=node,
+                    argv=[sys.executable, "-m", "edgebus.cli.main", "device", "simulate", "modbus", "--host", self.host, "--port", str(sim)],
+                    env={},
+                    log=str(self._dir("logs", node, "modbus-sim.log")),
+                    ready_port=sim,
+                )
+            )
+        out.append(self._service(node, "devicetwin", {**base, "devicetwin": {"data_dir": str(self._dir("nodes", node, "devicetwin"))}}, self.node_ops_port(node, "devicetwin")))
+        for mapper in ("mappers.modbus", "mappers.opcua"):
+            out.append(self._service(node, mapper, base, self.node_ops_port(node, mapper)))
+        return out
 
     def processes(self) -> list[ProcSpec]:
         out = self.cloud_processes()
@@ -278,6 +387,10 @@ class Lab:
                         _, w = await asyncio.open_connection(self.plan.host, spec.ready_port)
                         w.close()
                         return
+                    if spec.ready_socket:
+                        _, w = await asyncio.open_unix_connection(spec.ready_socket)
+                        w.close()
+                        return
                     if spec.ready_url:
                         r = await client.get(spec.ready_url)
                         if r.status_code == 200:
@@ -293,25 +406,32 @@ class Lab:
             p.wanted = True
             if p.popen is None or p.popen.poll() is not None:
                 self._spawn(p)
-            if p.spec.ready_port and wait:  # servers before the services that use them
+            if _is_server(p.spec) and wait:  # servers before the services that use them
                 await self._wait_ready(p)
         if wait:
-            await asyncio.gather(*(self._wait_ready(p) for p in procs if not p.spec.ready_port))
+            await asyncio.gather(*(self._wait_ready(p) for p in procs if not _is_server(p.spec)))
         self.write_state()
 
-    async def stop_group(self, group: str, *, timeout: float = 10.0) -> None:
-        """SIGTERM the group's processes (services first, its nats-server last)."""
+    async def stop_group(self, group: str, *, timeout: float = 10.0, remove_pods: bool = False) -> None:
+        """SIGTERM the group's processes (services first, its servers last). A node's
+        containers are stopped before its containerd, as a power-off does (and removed
+        with ``remove_pods``, so ``edgebus down`` leaves no container behind)."""
         procs = [p for p in self.procs.values() if p.spec.group == group]
         for p in procs:
             p.wanted = False
-        services = [p for p in procs if not p.spec.ready_port]
-        servers = [p for p in procs if p.spec.ready_port]
+        services = [p for p in procs if not _is_server(p.spec)]
+        servers = [p for p in procs if _is_server(p.spec)]
         for batch in (services, servers):
+            for p in batch:
+                if p.spec.cri_address and p.popen is not None and p.popen.poll() is None:
+                    await _stop_pods(p.spec.cri_address, remove=remove_pods)
             for p in batch:
                 if p.popen is not None and p.popen.poll() is None:
                     p.popen.send_signal(signal.SIGTERM)
             for p in batch:
                 await self._reap(p, timeout)
+                if p.spec.cri_address:
+                    kill_shims(p.spec.cri_address)
         self.write_state()
 
     async def _reap(self, p: Proc, timeout: float) -> None:
@@ -358,8 +478,12 @@ class Lab:
                 "nats": self.plan.node_nats_url(n),
                 "mqtt": f"mqtt://{self.plan.host}:{self.plan.node_mqtt_port(n)}",
                 "domain": names.node_domain(n),
+                "metaserver": f"http://{self.plan.host}:{self.plan.metaserver_port(n)}",
                 "logs": str(self.data / "logs" / n),
             }
+            sim = self.plan.sim_modbus_port(n)
+            if sim:
+                st.nodes[n]["modbus_sim"] = f"{self.plan.host}:{sim}"
         for p in self.procs.values():
             alive = p.popen is not None and p.popen.poll() is None
             st.processes.append(
@@ -410,6 +534,13 @@ class Lab:
             self.sock_path.unlink()
         self._server = await asyncio.start_unix_server(self._handle, path=str(self.sock_path))
         self.write_state()
+        if self.plan.use_containerd:
+            try:
+                await asyncio.to_thread(lab_images)
+            except Exception as exc:  # pods will show ErrImagePull; the lab still runs
+                log.warning("lab images not built: %s", exc)
+            for n in self.plan.nodes:
+                prepare_dirs(self.plan.node_containerd(n))
         await self.start_group("cloud")
         for n in self.plan.nodes:
             await self.start_group(n)
@@ -435,7 +566,9 @@ class Lab:
     async def down(self) -> None:
         self.ready = False
         for n in reversed(self.plan.nodes):
-            await self.stop_group(n)
+            await self.stop_group(n, remove_pods=True)
+            if self.plan.use_containerd:
+                shutil.rmtree(self.plan.node_containerd(n).run_dir, ignore_errors=True)
         await self.stop_group("cloud")
         if self._server is not None:
             self._server.close()
@@ -471,3 +604,19 @@ def control(data_dir: str | Path, cmd: str, **kw: Any) -> dict[str, Any]:
                 break
             buf += chunk
     return dict(json.loads(buf or b"{}"))
+
+
+def _is_server(spec: ProcSpec) -> bool:
+    return bool(spec.ready_port or spec.ready_socket)
+
+
+async def _stop_pods(address: str, *, remove: bool) -> None:
+    cri = CriClient(address, timeout=10)
+    try:
+        n = await remove_all(cri, None, remove=remove)
+        if n:
+            log.info("%s %d pod sandboxes at %s", "removed" if remove else "stopped", n, address)
+    except CriError as exc:
+        log.warning("could not stop the pods at %s: %s", address, exc)
+    finally:
+        await cri.close()

@@ -247,7 +247,18 @@ def edgehub_subject(node: str, op: str) -> str:
     return f"{PREFIX}.node.{encode_token(node)}.edgehub.{op}"
 
 
+def edged_subject(node: str, op: str) -> str:
+    """Request/reply API of a node's edged (``logs``, ``exec``, ``images.load``, ``state``)."""
+    return f"{PREFIX}.node.{encode_token(node)}.edged.{op}"
+
+
+#: cloud Object Store bucket carrying image archives to nodes (``edgebus image load``)
+BUCKET_IMAGES = "edgebus-images"
+
 JOIN_SUBJECT = f"{PREFIX}.hub.join"
+#: the apiserver's API over NATS: an HTTP request in, the HTTP response out (edge
+#: metaservers forward writes through it)
+API_REQUEST_SUBJECT = f"{PREFIX}.api.request"
 
 
 def dlq_subject(service: str) -> str:
@@ -279,3 +290,80 @@ HDR_UP_SEQ = "Edgebus-Up-Seq"
 HDR_ERROR = "Edgebus-Error"
 CONTENT_TYPE = "Content-Type"
 MSGPACK = "application/msgpack"
+
+
+# ---------------------------------------------------------------------------------------
+# Devices: upstream subjects, and KubeEdge's MQTT topics as NATS subjects
+# ---------------------------------------------------------------------------------------
+
+CONSUMER_DEVICECONTROLLER = "devicecontroller"
+
+
+def up_kind_filter(kind: str, resource: str | None = None) -> str:
+    """Every node's upstream messages of one kind (and resource): ``edgebus.up.*.<kind>[.<resource>.>]``."""
+    if resource is None:
+        return f"{PREFIX}.up.*.{kind}"
+    return f"{PREFIX}.up.*.{kind}.{resource}.>"
+
+
+#: KubeEdge's topic root. nats-server's MQTT listener maps topic levels to subject tokens
+#: (``/`` <-> ``.``) and a ``.`` inside a level to ``//``.
+HW_ROOT = "$hw.events"
+HW_TWIN_UPDATE = "twin.update"
+HW_TWIN_DELTA = "twin.update.delta"
+HW_TWIN_RESULT = "twin.update.result"
+HW_TWIN_GET = "twin.get"
+HW_TWIN_GET_RESULT = "twin.get.result"
+HW_STATE_UPDATE = "state.update"
+HW_STATE_RESULT = "state.update.result"
+HW_MEMBERSHIP_GET = "membership.get"
+HW_MEMBERSHIP_RESULT = "membership.get.result"
+HW_MEMBERSHIP_UPDATED = "membership.updated"
+
+
+def mqtt_level(name: str) -> str:
+    """One MQTT topic level as nats-server's MQTT listener spells it in a subject."""
+    return name.replace(".", "//")
+
+
+def mqtt_topic_to_subject(topic: str) -> str:
+    """``$hw/events/device/ns/a.b/twin/update`` -> ``$hw.events.device.ns.a//b.twin.update``."""
+    return ".".join(mqtt_level(level) for level in topic.split("/"))
+
+
+def subject_to_mqtt_topic(subject: str) -> str:
+    return "/".join(tok.replace("//", ".") for tok in subject.replace("//", "\x00").split(".")).replace("\x00", ".")
+
+
+def hw_device_subject(namespace: str, name: str, suffix: str) -> str:
+    """``$hw.events.device.<ns>.<name>.<suffix>`` (KubeEdge v1.15+ topics carry the namespace)."""
+    if not is_dns1123_subdomain(namespace) or not is_dns1123_subdomain(name):
+        raise InvalidName(f"{namespace}/{name} is not a namespace/name pair")
+    return f"{HW_ROOT}.device.{mqtt_level(namespace)}.{mqtt_level(name)}.{suffix}"
+
+
+def hw_device_filter(suffix: str) -> str:
+    return f"{HW_ROOT}.device.*.*.{suffix}"
+
+
+def parse_hw_device_subject(subject: str) -> tuple[str, str, str]:
+    """``(namespace, name, suffix)`` of a ``$hw.events.device...`` subject."""
+    parts = subject.split(".")
+    if len(parts) < 6 or ".".join(parts[:3]) != f"{HW_ROOT}.device":
+        raise InvalidName(f"{subject!r} is not a device topic")
+    ns, name = parts[3].replace("//", "."), parts[4].replace("//", ".")
+    if not is_dns1123_subdomain(ns) or not is_dns1123_subdomain(name):
+        raise InvalidName(f"{subject!r} does not name a namespace and a device")
+    return ns, name, ".".join(parts[5:])
+
+
+def hw_node_subject(node: str, suffix: str) -> str:
+    """``$hw.events.node.<node>.<suffix>`` (membership)."""
+    if not is_dns1123_subdomain(node):
+        raise InvalidName(f"{node!r} is not a node name")
+    return f"{HW_ROOT}.node.{mqtt_level(node)}.{suffix}"
+
+
+def devicetwin_subject(node: str, op: str) -> str:
+    """Request/reply API of a node's devicetwin (``twins``, ``events``)."""
+    return f"{PREFIX}.node.{encode_token(node)}.devicetwin.{op}"

@@ -16,6 +16,7 @@ it directly with :meth:`ObjectStore.mutate`.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import secrets as _secrets
 import string
@@ -28,9 +29,10 @@ from edgebus import names
 from edgebus.bus import KV, Bus, CaughtUp, KeyExists, KVEntry, WrongRevision
 from edgebus.envelope import pack, unpack
 from edgebus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, InvalidMessage, NotFound
-from edgebus.objects import NAMESPACES, RESOURCES, SECRETS, SYSTEM_NAMESPACES, Resource, new_uid, now
+from edgebus.objects import DEVICEMODELS, DEVICES, NAMESPACES, PODS, RESOURCES, SECRETS, SYSTEM_NAMESPACES, Resource, new_uid, now
+from edgebus.objects.devices import check_against_model, device_model_name
 from edgebus.objects.selectors import field_predicate, label_predicate
-from edgebus.objects.validation import normalize_secret, validate
+from edgebus.objects.validation import Causes, normalize_secret, validate
 
 log = logging.getLogger("edgebus.objectstore")
 
@@ -41,7 +43,7 @@ DELETED = "DELETED"
 BOOKMARK = "BOOKMARK"
 
 #: Resources whose ``status`` is a subresource: the main PUT keeps the stored status.
-STATUS_SUBRESOURCE = {"pods", "nodes", "namespaces"}
+STATUS_SUBRESOURCE = {"pods", "nodes", "namespaces", "devices"}
 
 
 @dataclass(slots=True)
@@ -161,11 +163,29 @@ class ObjectStore:
             normalize_secret(obj)
         return obj
 
+    async def _check_references(self, resource: Resource, obj: dict[str, Any]) -> None:
+        """Checks across objects: a Device's model exists (same namespace) and accepts the
+        device's properties, desired values and rules."""
+        if resource is not DEVICES:
+            return
+        md = obj["metadata"]
+        model_name = device_model_name(obj)
+        if model_name is None:
+            return  # validation already reported it
+        e = await self.kv.get(self._key(DEVICEMODELS, md.get("namespace"), model_name))
+        causes = Causes()
+        if e is None or e.value is None or not e.value:
+            causes.add("spec.deviceModelRef.name", "FieldValueNotFound", f'Not found: "{model_name}": no such DeviceModel in namespace {md.get("namespace")}')
+        else:
+            causes = check_against_model(obj, _decode(DEVICEMODELS, e))
+        causes.raise_if_any(resource.kind, md.get("name", ""))
+
     async def create(self, resource: Resource, obj: dict[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         obj = self._prepare(resource, obj, namespace)
         md = obj["metadata"]
         ns = md.get("namespace")
         await self._require_namespace(resource, ns)
+        await self._check_references(resource, obj)
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(k, None)
         md["uid"] = new_uid()
@@ -190,6 +210,8 @@ class ObjectStore:
         """PUT semantics: CAS on ``metadata.resourceVersion`` if given, else on the current one."""
         obj = self._prepare(resource, obj, namespace)
         md = obj["metadata"]
+        if subresource is None:
+            await self._check_references(resource, obj)
         key = self._key(resource, md.get("namespace"), md["name"])
         cur = await self.kv.get(key)
         if cur is None:
@@ -263,8 +285,18 @@ class ObjectStore:
         raise _conflict(resource, name)
 
     async def delete(
-        self, resource: Resource, namespace: str | None, name: str, *, resource_version: str | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        grace_period_seconds: int | None = None,
+        uid: str | None = None,
     ) -> dict[str, Any]:
+        """Delete an object. A pod bound to a node is deleted gracefully (see
+        :func:`graceful_pod_delete`): it gets ``deletionTimestamp`` and stays until its
+        node confirms its containers are gone; ``grace_period_seconds=0`` removes it at once."""
         if resource is NAMESPACES and name in SYSTEM_NAMESPACES:
             raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
         key = self._key(resource, namespace, name)
@@ -274,6 +306,14 @@ class ObjectStore:
         if resource_version and str(resource_version) != str(cur.revision):
             raise _conflict(resource, name)
         obj = _decode(resource, cur)
+        if uid and (obj.get("metadata") or {}).get("uid") != uid:
+            raise _conflict(resource, name)
+        if resource is PODS:
+            marked = graceful_pod_delete(obj, grace_period_seconds)
+            if marked is not None:
+                if marked is obj:
+                    return obj  # already terminating with that grace period or less
+                return await self._cas(resource, key, marked, cur.revision)
         if resource is NAMESPACES:
             await self._delete_namespace_contents(name)
         obj["metadata"].setdefault("deletionTimestamp", now())
@@ -285,6 +325,10 @@ class ObjectStore:
             raise _conflict(resource, name) from None
         obj["metadata"]["resourceVersion"] = str(rev)
         return obj
+
+    @property
+    def bus(self) -> Bus:
+        return self.kv.bus
 
     async def _delete_namespace_contents(self, namespace: str) -> None:
         for r in RESOURCES.values():
@@ -356,3 +400,34 @@ class ObjectStore:
                 elif e.key in matched:
                     matched.discard(e.key)
                     yield WatchEvent(DELETED, obj, resource, e.revision)
+
+
+#: Grace period of a pod that does not set ``terminationGracePeriodSeconds``.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def graceful_pod_delete(pod: dict[str, Any], grace_period_seconds: int | None) -> dict[str, Any] | None:
+    """How deleting ``pod`` goes, as in Kubernetes: None = remove it now (not bound to a
+    node, already finished, or ``grace_period_seconds == 0``); else the pod marked with
+    ``deletionTimestamp`` (now + grace) and ``deletionGracePeriodSeconds`` for its node to
+    stop it (``pod`` itself when it is already terminating with a grace period as short)."""
+    if grace_period_seconds == 0:
+        return None
+    spec = pod.get("spec") or {}
+    if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    grace = grace_period_seconds
+    if grace is None:
+        g = spec.get("terminationGracePeriodSeconds")
+        grace = g if isinstance(g, int) and not isinstance(g, bool) and g >= 0 else DEFAULT_GRACE_SECONDS
+    if grace == 0:
+        grace = 1  # the node still has to stop the containers: at once, but not skipped
+    md = pod.setdefault("metadata", {})
+    cur = md.get("deletionGracePeriodSeconds")
+    if md.get("deletionTimestamp") and isinstance(cur, int) and cur <= grace:
+        return pod
+    out = copy.deepcopy(pod)
+    omd = out["metadata"]
+    omd["deletionTimestamp"] = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    omd["deletionGracePeriodSeconds"] = grace
+    return out

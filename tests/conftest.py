@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgebus.bus import Bus
-from edgebus.testing.servers import Cluster, Hub, start_hub, start_leaf
+from edgebus.testing.servers import Cluster, Hub, start_hub
 
 
 @pytest.fixture

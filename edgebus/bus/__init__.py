@@ -13,6 +13,7 @@ from edgebus.bus.errors import (
 )
 from edgebus.bus.handlers import Ack, Delivery, Message, Recorder, RouteSpec, Router, serve
 from edgebus.bus.kv import KV, KeyExists, KVEntry
+from edgebus.bus.objects import ObjectBucket, ObjectInfo, ObjectNotFound
 from edgebus.bus.streams import (
     ConsumerState,
     DurableSpec,
@@ -48,6 +49,9 @@ __all__ = [
     "Message",
     "NoResponders",
     "NotConnected",
+    "ObjectBucket",
+    "ObjectInfo",
+    "ObjectNotFound",
     "PubAck",
     "Recorder",
     "RemoteError",

@@ -248,6 +248,10 @@ class Bus:
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
 
+    def new_inbox(self) -> str:
+        """A unique subject to receive replies or a stream of messages on."""
+        return str(self.nc.new_inbox())
+
     async def flush(self, timeout: float = 2.0) -> None:
         await self.nc.flush(timeout=timeout)
 

@@ -66,7 +66,7 @@ async def pull_loop(
     on_batch: BatchCallback,
     *,
     stop: asyncio.Event,
-    expires: float = 5.0,
+    expires: float = 1.0,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Fetch batches from a durable consumer until ``stop`` is set.
@@ -116,7 +116,7 @@ async def pull_loop(
 
 async def _unsub(sub: object) -> None:
     try:
-        await sub.unsubscribe()  # type: ignore[attr-defined]
+        await asyncio.wait_for(sub.unsubscribe(), 1.0)  # type: ignore[attr-defined]
     except Exception:
         pass
 
@@ -140,7 +140,7 @@ async def read_stream(
     start_seq: int | None = None,
     last_per_subject: bool = False,
     batch: int = 256,
-    poll: float = 2.0,
+    poll: float = 0.5,
     stop_when_caught_up: bool = False,
     headers_only: bool = False,
 ) -> AsyncIterator[BusMsg | CaughtUp]:

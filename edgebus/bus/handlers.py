@@ -198,7 +198,7 @@ async def serve(
     service = recorder.service
     if route.delivery is Delivery.DURABLE:
         assert route.durable is not None
-        await pull_loop(bus, route.durable, _batch_runner(bus, route, ctx, recorder), stop=stop, on_ready=on_ready)
+        await pull_loop(bus, route.durable, _batch_runner(bus, route, ctx, recorder), stop=stop, on_ready=on_ready, expires=route.durable.expires)
         return
 
     queue = names.queue_group(service) if route.delivery is Delivery.POOL else None

@@ -237,6 +237,10 @@ class DurableSpec:
     durable: str
     filter_subject: str | None = None
     domain: str | None = None
+    #: several filters (NATS 2.10+); used instead of ``filter_subject`` when given
+    filter_subjects: tuple[str, ...] = ()
+    #: seconds an idle fetch waits on the server before it is renewed
+    expires: float = 1.0
     ack_wait: float = 30.0
     max_deliver: int = -1
     max_ack_pending: int = 1000
@@ -246,7 +250,8 @@ class DurableSpec:
         return api.ConsumerConfig(
             durable_name=self.durable,
             name=self.durable,
-            filter_subject=self.filter_subject,
+            filter_subject=None if self.filter_subjects else self.filter_subject,
+            filter_subjects=list(self.filter_subjects) or None,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait,

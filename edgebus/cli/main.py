@@ -17,7 +17,9 @@ from typing import Annotated, Any
 import typer
 
 import edgebus
+from edgebus.cli import devices as device_cmds
 from edgebus.cli import inspect as inspect_cmds
+from edgebus.cli import pods as pods_cmds
 from edgebus.cli import resources
 from edgebus.cli.client import Api, lab_dir, nats_url, server_url
 from edgebus.cli.output import dump, echo, fail, table
@@ -27,6 +29,8 @@ app = typer.Typer(help="edgebus: Kubernetes-style edge computing over NATS.", no
 node_app = typer.Typer(help="Edge nodes: their local store, and (in the lab) stop/start.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(inspect_cmds.inspect_app, name="inspect")
+app.add_typer(device_cmds.app, name="device")
+pods_cmds.register(app)  # logs, exec, image load
 
 
 @dataclass
@@ -68,6 +72,8 @@ def _print_endpoints(st: dict[str, Any]) -> None:
     echo(f"  cloud NATS    {st['cloud_nats']}   (JetStream domain: cloud)")
     for n, info in st["nodes"].items():
         echo(f"  {n:<13} NATS {info['nats']}  MQTT {info['mqtt']}  (domain: {info['domain']})")
+        if info.get("modbus_sim"):
+            echo(f"  {'':<13} simulated Modbus thermostat at {info['modbus_sim']}  (edgebus apply -f examples/thermostat.yaml; edgebus get devices)")
     echo(f"  logs          {Path(st['data_dir']) / 'logs'}")
     echo("try:  edgebus get nodes   |   edgebus apply -f examples/hello.yaml   |   edgebus node objects edge-1")
 
@@ -284,9 +290,12 @@ def delete(
     filename: Annotated[str | None, typer.Option("--filename", "-f")] = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     ignore_not_found: Annotated[bool, typer.Option("--ignore-not-found")] = False,
+    grace_period: Annotated[int | None, typer.Option("--grace-period", min=0, help="seconds a pod gets to stop (default: its terminationGracePeriodSeconds)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="remove at once, without waiting for the node (a pod's containers are then killed when its node sees it)")] = False,
 ) -> None:
-    """Delete objects by name or by manifest."""
-    resources.delete(ctx.obj.api(), resource, names_ or [], filename, namespace, ignore_not_found)
+    """Delete objects by name or by manifest. A pod on a node is Terminating until the
+    node confirms its containers are stopped and removed."""
+    resources.delete(ctx.obj.api(), resource, names_ or [], filename, namespace, ignore_not_found, grace_period=0 if force else grace_period)
 
 
 @app.command()
@@ -297,6 +306,17 @@ def top(
 ) -> None:
     """A live summary of every node: Ready, link, pods, backlogs, store."""
     inspect_cmds.top(ctx, interval, iterations)
+
+
+@app.command()
+def kubeconfig(
+    ctx: typer.Context,
+    node: Annotated[str | None, typer.Option("--node", help="a node's metaserver instead of the cloud apiserver")] = None,
+) -> None:
+    """Print a kubeconfig for kubectl (the cloud, or one node's local metaserver)."""
+    from edgebus.cli.kubeconfig import render
+
+    echo(render(ctx.obj.server, ctx.obj.data_dir, node).rstrip())
 
 
 @app.command()

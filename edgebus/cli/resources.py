@@ -131,7 +131,7 @@ def apply(api: Api, path: str, namespace: str) -> None:
         raise typer.Exit(1)
 
 
-def delete(api: Api, resource: str | None, names_: list[str], path: str | None, namespace: str, ignore_not_found: bool) -> None:
+def delete(api: Api, resource: str | None, names_: list[str], path: str | None, namespace: str, ignore_not_found: bool, *, grace_period: int | None = None) -> None:
     targets: list[tuple[Resource, str | None, str]] = []
     if path:
         for doc in load_manifests(path):
@@ -151,7 +151,8 @@ def delete(api: Api, resource: str | None, names_: list[str], path: str | None, 
     failed = False
     for r, ns, n in targets:
         try:
-            api.request("DELETE", api_path(r, ns, n))
+            opts = None if grace_period is None else {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": grace_period}
+            api.request("DELETE", api_path(r, ns, n), json_body=opts)
             echo(f'{r.singular} "{n}" deleted')
         except ApiError as exc:
             if exc.code == 404 and ignore_not_found:

@@ -2,6 +2,9 @@
 
 from edgebus.objects.resources import (
     CONFIGMAPS,
+    DEVICEMODELS,
+    DEVICES,
+    EVENTS,
     NAMESPACES,
     NODES,
     PODS,
@@ -23,6 +26,9 @@ from edgebus.objects.resources import (
 
 __all__ = [
     "CONFIGMAPS",
+    "DEVICEMODELS",
+    "DEVICES",
+    "EVENTS",
     "NAMESPACES",
     "NODES",
     "PODS",

@@ -45,7 +45,12 @@ PODS = Resource("pods", "Pod", short_names=("po",), singular="pod")
 CONFIGMAPS = Resource("configmaps", "ConfigMap", short_names=("cm",), singular="configmap")
 SECRETS = Resource("secrets", "Secret", singular="secret")
 
-RESOURCES: dict[str, Resource] = {r.plural: r for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS)}
+EVENTS = Resource("events", "Event", short_names=("ev",), singular="event")
+DEVICES_GROUP = "devices.kubeedge.io"
+DEVICES = Resource("devices", "Device", group=DEVICES_GROUP, version="v1beta1", singular="device")
+DEVICEMODELS = Resource("devicemodels", "DeviceModel", group=DEVICES_GROUP, version="v1beta1", singular="devicemodel")
+
+RESOURCES: dict[str, Resource] = {r.plural: r for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, DEVICES, DEVICEMODELS)}
 
 #: Namespaces every cluster has.
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

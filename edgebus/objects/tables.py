@@ -121,7 +121,58 @@ def _data_count(o: dict[str, Any]) -> str:
     return str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))
 
 
+def device_twins(dev: dict[str, Any]) -> str:
+    """The live (reported) values: ``temperature=21.5 setpoint=22 fan=false``."""
+    parts = []
+    for t in (dev.get("status") or {}).get("twins") or []:
+        if not isinstance(t, dict):
+            continue
+        rep = (t.get("reported") or {}).get("value")
+        if rep is None:
+            continue
+        parts.append(f"{t.get('propertyName')}={rep}")
+    return " ".join(parts) or "<none>"
+
+
+def device_desired(dev: dict[str, Any]) -> str:
+    parts = []
+    for p in (dev.get("spec") or {}).get("properties") or []:
+        v = ((p or {}).get("desired") or {}).get("value") if isinstance(p, dict) else None
+        if v not in (None, ""):
+            parts.append(f"{p.get('name')}={v}")
+    return " ".join(parts) or "<none>"
+
+
+def _event_object(o: dict[str, Any]) -> str:
+    io = o.get("involvedObject") or {}
+    return f"{str(io.get('kind', '')).lower()}/{io.get('name', '')}"
+
+
 COLUMNS: dict[str, list[Column]] = {
+    "devices": [
+        Column("NAME", _name),
+        Column("NODE", lambda o: str((o.get("spec") or {}).get("nodeName") or "<none>")),
+        Column("MODEL", lambda o: str(((o.get("spec") or {}).get("deviceModelRef") or {}).get("name") or "")),
+        Column("STATE", lambda o: str((o.get("status") or {}).get("state") or "<unknown>")),
+        Column("VALUES", device_twins),
+        Column("AGE", _age),
+        Column("DESIRED", device_desired, wide=True),
+        Column("PROTOCOL", lambda o: str(((o.get("spec") or {}).get("protocol") or {}).get("protocolName") or ""), wide=True),
+    ],
+    "devicemodels": [
+        Column("NAME", _name),
+        Column("PROTOCOL", lambda o: str((o.get("spec") or {}).get("protocol") or "")),
+        Column("PROPERTIES", lambda o: ",".join(str(p.get("name")) for p in (o.get("spec") or {}).get("properties") or [] if isinstance(p, dict))),
+        Column("AGE", _age),
+    ],
+    "events": [
+        Column("NAME", _name),
+        Column("LAST SEEN", lambda o: age(o.get("lastTimestamp") or o.get("firstTimestamp") or _md(o).get("creationTimestamp"))),
+        Column("TYPE", lambda o: str(o.get("type") or "Normal")),
+        Column("REASON", lambda o: str(o.get("reason") or "")),
+        Column("OBJECT", _event_object),
+        Column("MESSAGE", lambda o: str(o.get("message") or "")),
+    ],
     "nodes": [
         Column("NAME", _name),
         Column("STATUS", node_status),

@@ -287,11 +287,35 @@ def _check_node(c: Causes, obj: dict[str, Any]) -> None:
         c.type_error("spec", "an object", spec)
 
 
+def _check_device(c: Causes, obj: dict[str, Any]) -> None:
+    from edgebus.objects import devices  # devices builds on this module
+
+    devices.check_device(c, obj)
+
+
+def _check_devicemodel(c: Causes, obj: dict[str, Any]) -> None:
+    from edgebus.objects import devices
+
+    devices.check_model(c, obj)
+
+
+def _check_event(c: Causes, obj: dict[str, Any]) -> None:
+    io = obj.get("involvedObject")
+    if not isinstance(io, dict):
+        c.required("involvedObject")
+    for k in ("reason", "message", "type"):
+        if obj.get(k) is not None and not isinstance(obj.get(k), str):
+            c.type_error(k, "a string", obj.get(k))
+
+
 _CHECKERS = {
     PODS.plural: _check_pod,
     CONFIGMAPS.plural: _check_configmap,
     SECRETS.plural: _check_secret,
     NODES.plural: _check_node,
+    "devices": _check_device,
+    "devicemodels": _check_devicemodel,
+    "events": _check_event,
 }
 
 

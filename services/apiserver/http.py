@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,8 +26,8 @@ from edgebus.bus import BusError
 from edgebus.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from edgebus.objects import RESOURCES, Resource, rv_of
 from edgebus.objectstore import STATUS_SUBRESOURCE, ObjectStore
-from services.apiserver import logic
-from services.apiserver.watch import WatchResponse
+from services.apiserver import logic, pods
+from edgebus.kubehttp import WatchResponse, add_common_routes
 
 log = logging.getLogger("edgebus.apiserver")
 
@@ -94,41 +94,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return status_response(err)
 
     # -- ops and discovery ------------------------------------------------------------
-    @app.get("/healthz")
-    @app.get("/livez")
-    async def healthz() -> Response:
-        body = ctx.health()
-        return _json(body, 200 if body.get("ok") else 503)
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        body = ctx.ready()
-        return _json(body, 200 if body.get("ok") else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/version")
-    async def version() -> Response:
-        return _json(logic.version_info())
-
-    @app.get("/api")
-    async def api(request: Request) -> Response:
-        return _json(logic.api_versions(request.url.netloc))
-
-    @app.get("/apis")
-    async def apis() -> Response:
-        return _json(logic.api_group_list())
-
-    @app.get("/api/v1")
-    async def api_v1() -> Response:
-        return _json(logic.api_resource_list())
+    add_common_routes(app, health=ctx.health, ready=ctx.ready)
 
     # -- resolving a URL --------------------------------------------------------------
     def collection(request: Request) -> tuple[Resource, str | None]:
         ns = request.path_params.get("namespace")
-        r = logic.resource_for(request.path_params["plural"], namespaced_path=ns is not None)
+        p = request.path_params
+        r = logic.resource_for(p["plural"], namespaced_path=ns is not None, group=p.get("group", ""), version=p.get("version", "v1"))
         if ns is not None:
             logic.check_path_namespace(ns)
         return r, ns
@@ -212,20 +184,35 @@ def create_app(ctx: ApiContext) -> FastAPI:
         r, ns, name = item(request)
         logic.check_path_name(r, name)
         raw = await request.body()
-        rv = None
+        opts = None
         if raw.strip():
             opts = logic.parse_json(raw)
             if not isinstance(opts, dict):
                 raise BadRequest("DeleteOptions must be a JSON object")
-            pre = opts.get("preconditions")
-            if isinstance(pre, dict) and pre.get("resourceVersion"):
-                rv = str(pre["resourceVersion"])
-        return _json(await store.delete(r, ns, name, resource_version=rv))
+        rv, grace, uid = pods.delete_options(opts, dict(request.query_params))
+        return _json(await store.delete(r, ns, name, resource_version=rv, grace_period_seconds=grace, uid=uid))
 
     # Order matters: the first full match wins, and /api/v1/namespaces/{name}[/status]
-    # (a Namespace) must not be taken for a collection inside a namespace.
-    ns_coll = "/api/v1/namespaces/{namespace}/{plural}"
-    cl_coll = "/api/v1/{plural}"
+    # (a Namespace) must not be taken for a collection inside a namespace. The same routes
+    # serve the core group (/api/v1) and the named groups (/apis/{group}/{version}).
+    pods.add_routes(app, store)
+    for prefix in ("/api/v1", "/apis/{group}/{version}"):
+        _add_object_routes(app, prefix, get_object, put_object, patch_object, delete_object, list_or_watch, create)
+    return app
+
+
+def _add_object_routes(
+    app: FastAPI,
+    prefix: str,
+    get_object: Callable[[str | None], Callable[[Request], Awaitable[Response]]],
+    put_object: Callable[[str | None], Callable[[Request], Awaitable[Response]]],
+    patch_object: Callable[[str | None], Callable[[Request], Awaitable[Response]]],
+    delete_object: Callable[[Request], Awaitable[Response]],
+    list_or_watch: Callable[[Request], Awaitable[Response]],
+    create: Callable[[Request], Awaitable[Response]],
+) -> None:
+    ns_coll = prefix + "/namespaces/{namespace}/{plural}"
+    cl_coll = prefix + "/{plural}"
     app.add_api_route(ns_coll + "/{name}/status", get_object("status"), methods=["GET"])
     app.add_api_route(ns_coll + "/{name}/status", put_object("status"), methods=["PUT"])
     app.add_api_route(ns_coll + "/{name}/status", patch_object("status"), methods=["PATCH"])
@@ -244,4 +231,3 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_api_route(cl_coll + "/{name}", delete_object, methods=["DELETE"])
     app.add_api_route(cl_coll, list_or_watch, methods=["GET"])
     app.add_api_route(cl_coll, create, methods=["POST"])
-    return app

@@ -1,4 +1,6 @@
-"""Pure helpers of the apiserver: request checks, patches, list / watch / table / discovery bodies.
+"""Pure helpers of the apiserver: request checks and patches. The Kubernetes bodies it
+shares with the edge metaservers (list, watch, Table, discovery, URL and query checks) are
+in :mod:`edgebus.kube` and re-exported here.
 
 Nothing here does I/O; :mod:`services.apiserver.http` wires these to the object store.
 """
@@ -6,17 +8,32 @@ Nothing here does I/O; :mod:`services.apiserver.http` wires these to the object 
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
 
-from edgebus import __version__, names
-from edgebus.errors import ApiError, BadRequest, Invalid, NotFound
-from edgebus.objects import RESOURCES, Resource, tables
-from edgebus.objects.selectors import field_predicate, label_predicate
-from edgebus.objectstore import STATUS_SUBRESOURCE
+from edgebus.errors import ApiError, BadRequest, Invalid
+from edgebus.kube import (  # noqa: F401 - re-exported for the routes
+    MethodNotAllowed,
+    WatchParams,
+    api_group,
+    api_group_list,
+    api_resource_list,
+    api_versions,
+    check_path_name,
+    check_path_namespace,
+    list_body,
+    parse_bool,
+    parse_json,
+    parse_timeout,
+    resource_for,
+    table_body,
+    version_info,
+    wants_table,
+    watch_line,
+    watch_params,
+)
+from edgebus.objects import Resource
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -24,50 +41,12 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
 
 
-class MethodNotAllowed(ApiError):
-    code = 405
-    reason = "MethodNotAllowed"
-
-
 class UnsupportedMediaType(ApiError):
     code = 415
     reason = "UnsupportedMediaType"
 
 
-# -- resources and request checks ------------------------------------------------------
-
-
-def resource_for(plural: str, *, namespaced_path: bool) -> Resource:
-    """The resource named by ``plural`` in a URL, checking it fits the URL's scope."""
-    r = RESOURCES.get(plural)
-    if r is None or (namespaced_path and not r.namespaced):
-        raise NotFound("the server could not find the requested resource", details={"kind": plural})
-    return r
-
-
-def check_path_name(resource: Resource, name: str) -> None:
-    """A name in a URL that cannot exist is simply not found (as Kubernetes answers)."""
-    if not names.is_dns1123_subdomain(name):
-        raise NotFound(f'{resource.plural} "{name}" not found', details={"name": name, "kind": resource.plural})
-
-
-def check_path_namespace(namespace: str) -> None:
-    if not names.is_dns1123_subdomain(namespace):
-        raise NotFound(f'namespaces "{namespace}" not found', details={"name": namespace, "kind": "namespaces"})
-
-
-def _reject_constant(c: str) -> Any:
-    raise ValueError(f"{c} is not valid JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a request body; malformed JSON (or NaN / Infinity) is a 400."""
-    if not body or not body.strip():
-        raise BadRequest("the request body is empty")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+# -- request checks ---------------------------------------------------------------------
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -107,145 +86,6 @@ def check_update(resource: Resource, obj: dict[str, Any], namespace: str | None,
         md["name"] = name
     elif body_name != name:
         raise BadRequest(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
-
-
-# -- query parameters ------------------------------------------------------------------
-
-
-def parse_bool(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes")
-
-
-def parse_timeout(value: str | None) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        t = int(value)
-    except ValueError:
-        raise BadRequest(f'invalid timeoutSeconds "{value}": must be an integer') from None
-    if t < 0:
-        raise BadRequest(f'invalid timeoutSeconds "{value}": must not be negative')
-    return float(t) if t else None
-
-
-@dataclass(frozen=True, slots=True)
-class WatchParams:
-    from_revision: int | None
-    label_selector: str | None
-    field_selector: str | None
-    timeout: float | None
-
-
-def watch_params(query: dict[str, str]) -> WatchParams:
-    """Parse and check a watch request's parameters before the response starts."""
-    rv = query.get("resourceVersion")
-    from_revision: int | None = None
-    if rv not in (None, "", "0"):
-        try:
-            from_revision = int(rv)
-        except ValueError:
-            raise BadRequest(f'invalid resourceVersion "{rv}": must be an integer') from None
-        if from_revision < 0:
-            raise BadRequest(f'invalid resourceVersion "{rv}"')
-    ls, fs = query.get("labelSelector") or None, query.get("fieldSelector") or None
-    label_predicate(ls)  # raise BadRequest now, not in the middle of the stream
-    field_predicate(fs)
-    return WatchParams(from_revision, ls, fs, parse_timeout(query.get("timeoutSeconds")))
-
-
-# -- response bodies -------------------------------------------------------------------
-
-
-def list_body(resource: Resource, items: list[dict[str, Any]], revision: int) -> dict[str, Any]:
-    return {
-        "apiVersion": resource.api_version,
-        "kind": resource.list_kind,
-        "metadata": {"resourceVersion": str(revision)},
-        "items": items,
-    }
-
-
-def watch_line(event_type: str, obj: dict[str, Any]) -> bytes:
-    """One event of a watch stream: a JSON object on its own line."""
-    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
-
-
-def wants_table(accept: str | None) -> bool:
-    """kubectl asks for server-side printing with ``Accept: application/json;as=Table;...``."""
-    return accept is not None and "as=Table" in accept
-
-
-def table_body(resource: Resource, objs: list[dict[str, Any]], revision: int | None = None) -> dict[str, Any]:
-    """A ``meta.k8s.io/v1`` Table (what ``kubectl get`` prints), rows carrying object metadata."""
-    cols = tables.columns(resource.plural, wide=True)
-    defs = [
-        {
-            "name": c.name.title() if c.name != "IP" else "IP",
-            "type": c.type,
-            "format": "name" if c.name == "NAME" else "",
-            "description": c.description,
-            "priority": 1 if c.wide else 0,
-        }
-        for c in cols
-    ]
-    rows = [
-        {
-            "cells": [c.get(o) for c in cols],
-            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata") or {}},
-        }
-        for o in objs
-    ]
-    md: dict[str, Any] = {} if revision is None else {"resourceVersion": str(revision)}
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": md, "columnDefinitions": defs, "rows": rows}
-
-
-def version_info() -> dict[str, Any]:
-    return {
-        "major": "1",
-        "minor": "30",
-        "gitVersion": "v1.30.0-edgebus",
-        "gitCommit": "",
-        "gitTreeState": "clean",
-        "buildDate": "",
-        "goVersion": "",
-        "compiler": "python",
-        "platform": "linux/amd64",
-        "edgebusVersion": __version__,
-    }
-
-
-def api_versions(server_address: str) -> dict[str, Any]:
-    return {
-        "kind": "APIVersions",
-        "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
-    }
-
-
-def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
-
-
-def api_resource_list() -> dict[str, Any]:
-    """``GET /api/v1``: the discovery document kubectl reads."""
-    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-    out: list[dict[str, Any]] = []
-    for r in RESOURCES.values():
-        if r.group:
-            continue
-        entry: dict[str, Any] = {
-            "name": r.plural,
-            "singularName": r.singular or r.kind.lower(),
-            "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": verbs,
-        }
-        if r.short_names:
-            entry["shortNames"] = list(r.short_names)
-        out.append(entry)
-        if r.plural in STATUS_SUBRESOURCE:
-            out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": out}
 
 
 # -- patches ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@
   JetStream answers);
 * supervised task ``http``: the FastAPI app on ``apiserver.host:apiserver.port``, which also
   answers ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics``;
+* route ``api-request`` (``edgebus.api.request``, pool): the same app over NATS, for the
+  edge metaservers' forwarded writes;
 * on stop: watches end, uvicorn finishes in-flight requests, then the bus closes.
 """
 
@@ -17,6 +19,7 @@ from edgebus.runtime import Service
 from edgebus.runtime.ops import serve_http
 from services.apiserver.config import Settings
 from services.apiserver.http import ApiContext, create_app
+from services.apiserver.relay import add_relay
 
 log = logging.getLogger("edgebus.apiserver")
 
@@ -30,6 +33,7 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
     ctx = ApiContext(store=store, stopping=svc.stopping, health=svc.health, ready=svc.ready)
     svc.ctx = ctx
     app = create_app(ctx)
+    add_relay(svc.router, app)
     listening = asyncio.Event()
     idle = asyncio.Event()  # set while the http task is not running
     idle.set()

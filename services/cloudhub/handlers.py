@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from edgebus import names
 from edgebus.bus import DurableSpec, Message, Router
-from edgebus.errors import AlreadyExists, ApiError, InvalidMessage, NotFound
+from edgebus.errors import AlreadyExists, ApiError, Conflict, InvalidMessage, NotFound, RetryLater
 from edgebus.objects import NODES, PODS, RESOURCES
 from edgebus.objectstore import ObjectStore
 from services.cloudhub import logic
@@ -39,10 +39,21 @@ class Ctx:
         return self.settings.cloudhub.node_grace_period
 
 
+#: What cloudhub ingests from EDGEBUS_UP: heartbeats (and any other kind without an object),
+#: node and pod status, and node and pod events. Device twins and device events belong to devicecontroller's
+#: consumer; the two filters never overlap, so no message is handled twice or dead-lettered.
+UP_FILTERS = (
+    names.up_kind_filter("*"),  # heartbeats, bare events, and unknown kinds (rejected)
+    names.up_kind_filter(names.UP_STATUS, NODES.plural),
+    names.up_kind_filter(names.UP_STATUS, PODS.plural),
+    names.up_kind_filter(names.UP_EVENT, NODES.plural),
+    names.up_kind_filter(names.UP_EVENT, PODS.plural),
+)
+
 UP_CONSUMER = DurableSpec(
     stream=names.STREAM_UP,
     durable=names.CONSUMER_CLOUDHUB,
-    filter_subject=names.up_filter(),
+    filter_subjects=UP_FILTERS,
     ack_wait=10.0,
     max_ack_pending=1000,
     batch=100,
@@ -89,7 +100,7 @@ async def ingest(m: Message, ctx: Ctx) -> None:
     if up.kind == names.UP_HEARTBEAT:
         await heartbeat(ctx, up.node, m.env.content)
     elif up.kind == names.UP_STATUS and up.ref is not None:
-        await status(ctx, up.node, up.ref, m.env.content)
+        await status(ctx, up.node, up.ref, m.env.content, source=m.env.route.source)
     elif up.kind == names.UP_EVENT:
         INGESTED.labels("event", "ok").inc()
     else:
@@ -125,7 +136,7 @@ async def heartbeat(ctx: Ctx, node: str, content: Any) -> None:
     INGESTED.labels("heartbeat", "ok").inc()
 
 
-async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> None:
+async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any, *, source: str = "") -> None:
     t = _time_ns(content)
     reported = content.get("status")
     if not isinstance(reported, dict):
@@ -135,10 +146,14 @@ async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> Non
         if ref.name != node:
             raise InvalidMessage(f"node {node} may not report the status of node {ref.name}")
 
+        reporter = logic.reporter(source)
+
         def update_node(obj: dict[str, Any]) -> dict[str, Any] | None:
-            if not logic.report_is_newer(obj, t):
+            # each reporter (edgehub, edged) has its own staleness: one's newer report
+            # never hides the other's, and the merge is field by field
+            if not logic.report_is_newer(obj, t, reporter):
                 return None
-            logic.stamp(obj, t)
+            logic.stamp(obj, t, reporter)
             return logic.merge_node_status(obj, reported)
 
         try:
@@ -147,10 +162,16 @@ async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> Non
             raise InvalidMessage(f"status from node {node}, which has not joined") from None
         INGESTED.labels("node-status", "ok" if res is not None else "stale").inc()
     elif resource is PODS:
+        uid = content.get("uid") if isinstance(content.get("uid"), str) else None
+        if content.get("deleted") is True:
+            await pod_deleted(ctx, node, ref, uid)
+            return
 
         def update_pod(obj: dict[str, Any]) -> dict[str, Any] | None:
             if (obj.get("spec") or {}).get("nodeName") != node:
                 raise InvalidMessage(f"node {node} reported pod {ref} which is not bound to it")
+            if uid and (obj.get("metadata") or {}).get("uid") != uid:
+                return None  # a report about an earlier pod of the same name
             if not logic.report_is_newer(obj, t):
                 return None
             logic.stamp(obj, t)
@@ -165,3 +186,34 @@ async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> Non
         INGESTED.labels("pod-status", "ok" if res is not None else "stale").inc()
     else:
         raise InvalidMessage(f"status of {ref.resource} is not accepted from edges")
+
+
+async def pod_deleted(ctx: Ctx, node: str, ref: names.ObjectRef, uid: str | None) -> None:
+    """The node confirms a terminating pod is gone from its runtime: remove the pod (the
+    same incarnation only: its uid must match)."""
+    for _ in range(20):
+        try:
+            obj = await ctx.store.get(PODS, ref.namespace, ref.name)
+        except NotFound:
+            INGESTED.labels("pod-deleted", "gone").inc()
+            return
+        md = obj.get("metadata") or {}
+        if (obj.get("spec") or {}).get("nodeName") != node:
+            raise InvalidMessage(f"node {node} confirmed the deletion of pod {ref}, which is not bound to it")
+        if uid and md.get("uid") != uid:
+            INGESTED.labels("pod-deleted", "other-uid").inc()
+            return
+        if not md.get("deletionTimestamp"):
+            INGESTED.labels("pod-deleted", "not-terminating").inc()
+            log.warning("node %s confirmed the deletion of pod %s, which is not being deleted; ignored", node, ref)
+            return
+        try:
+            await ctx.store.delete(PODS, ref.namespace, ref.name, resource_version=md.get("resourceVersion"), grace_period_seconds=0)
+        except Conflict:
+            continue
+        except NotFound:
+            return
+        INGESTED.labels("pod-deleted", "ok").inc()
+        log.info("pod %s removed: node %s confirmed its containers are gone", ref, node)
+        return
+    raise RetryLater(f"pod {ref} kept changing while being removed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from edgebus.objects.resources import parse_time
@@ -66,29 +67,56 @@ def is_expired(node: dict[str, Any], now: dt.datetime, grace: float) -> bool:
     return last is None or (now - last).total_seconds() > grace
 
 
-def report_is_newer(obj: dict[str, Any], report_time_ns: int) -> bool:
-    """Stale status never overwrites newer: compare with the report time already applied."""
+def reporter(source: str) -> str:
+    """The name a node-status reporter is tracked under (the envelope's source service)."""
+    s = (source or "").lower()
+    return s if re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", s) else "edge"
+
+
+def _time_key(source: str | None) -> str:
+    return STATUS_TIME if source is None else f"{STATUS_TIME}.{source}"
+
+
+def report_is_newer(obj: dict[str, Any], report_time_ns: int, source: str | None = None) -> bool:
+    """Stale status never overwrites newer: compare with the report time already applied
+    (per reporter when ``source`` is given: several services report parts of a node)."""
     ann = (obj.get("metadata") or {}).get("annotations") or {}
     try:
-        applied = int(ann.get(STATUS_TIME, "0"))
+        applied = int(ann.get(_time_key(source), "0"))
     except ValueError:
         applied = 0
     return report_time_ns > applied
 
 
-def stamp(obj: dict[str, Any], report_time_ns: int) -> None:
-    obj.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_TIME] = str(report_time_ns)
+def stamp(obj: dict[str, Any], report_time_ns: int, source: str | None = None) -> None:
+    obj.setdefault("metadata", {}).setdefault("annotations", {})[_time_key(source)] = str(report_time_ns)
 
 
 def merge_node_status(node: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+    """Merge one reporter's part of a node's status. ``nodeInfo``, ``capacity`` and
+    ``allocatable`` are merged key by key, and an empty value never erases a known one
+    (edgehub does not know the container runtime's version, edged does); conditions are
+    merged by type (Ready stays cloudhub's)."""
     st = node.setdefault("status", {})
     for k in NODE_STATUS_FIELDS:
-        if k in reported:
-            st[k] = reported[k]
-    conds = [c for c in st.get("conditions") or [] if c.get("type") == "Ready"]
+        if k not in reported:
+            continue
+        v = reported[k]
+        cur = st.get(k)
+        if k in ("nodeInfo", "capacity", "allocatable") and isinstance(v, dict):
+            merged = dict(cur) if isinstance(cur, dict) else {}
+            for kk, vv in v.items():
+                if vv not in ("", None) or kk not in merged:
+                    merged[kk] = vv
+            st[k] = merged
+        else:
+            st[k] = v
+    conds = [c for c in st.get("conditions") or [] if isinstance(c, dict)]
     for c in reported.get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") and c.get("type") != "Ready":
-            conds.append(c)
+        if not isinstance(c, dict) or not isinstance(c.get("type"), str) or c.get("type") == "Ready":
+            continue
+        conds = [x for x in conds if x.get("type") != c["type"]]
+        conds.append(c)
     st["conditions"] = conds
     return node
 

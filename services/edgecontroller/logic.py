@@ -1,8 +1,9 @@
 """What each node needs, and what must be sent to get it there (pure; no I/O).
 
 A node needs the pods bound to it (``spec.nodeName``) and the ConfigMaps and Secrets those
-pods reference. The downstream copy of a pod has no ``status`` (the edge owns pod status),
-so a status write in the cloud is never echoed back down. Whether a node already has the
+pods reference, and the Devices bound to it and their DeviceModels (``devices.py``). The
+downstream copy of a pod or a device has no ``status`` (the edge owns it), so a status
+write in the cloud is never echoed back down. Whether a node already has the
 right version of an object is decided by a hash of the downstream content, compared with
 the hash stored (as a header) on the last message of that object's subject in
 ``EDGEBUS_DOWN``: the stream itself is the record of what was sent.
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebus.names import ObjectRef
-from edgebus.objects import CONFIGMAPS, PODS, SECRETS, Resource
+from edgebus.objects import CONFIGMAPS, DEVICEMODELS, DEVICES, PODS, SECRETS, Resource
 from edgebus.objects.refs import pod_node, pod_references
+from services.edgecontroller.devices import PLURALS as DEVICE_PLURALS
+from services.edgecontroller.devices import DeviceRouting
 
-DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS)
+DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS, DEVICES, DEVICEMODELS)
 
 _VOLATILE_META = ("resourceVersion", "generation", "managedFields")
 _CLOUD_ANNOTATIONS = ("edgebus.io/status-time",)
@@ -28,7 +31,7 @@ _CLOUD_ANNOTATIONS = ("edgebus.io/status-time",)
 def downstream_content(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     """The object as the node gets it (shallow copies: ``obj`` is never modified)."""
     out = dict(obj)
-    if resource is PODS:
+    if resource is PODS or resource is DEVICES:
         out.pop("status", None)
     md = out.get("metadata")
     ann = md.get("annotations") if isinstance(md, dict) else None
@@ -93,9 +96,10 @@ class Index:
     pod_node: dict[tuple[str, str], str] = field(default_factory=dict)
     pod_refs: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
     referenced_by: dict[Key, set[tuple[str, str]]] = field(default_factory=dict)
+    devices: DeviceRouting = field(default_factory=DeviceRouting)
 
     def nodes(self) -> set[str]:
-        return {n for n, pods in self.pods_by_node.items() if pods}
+        return {n for n, pods in self.pods_by_node.items() if pods} | self.devices.nodes()
 
     def apply(self, resource: Resource, obj: dict[str, Any], *, deleted: bool) -> Affected:
         """Record a change; return the nodes (and refs) whose desired state it may change."""
@@ -109,6 +113,8 @@ class Index:
             self.objects[key] = obj
         if resource is PODS:
             return self._apply_pod((ns, name), None if deleted else obj)
+        if resource.plural in DEVICE_PLURALS:
+            return self.devices.apply(resource, ns, name, None if deleted else obj)
         out: Affected = {}
         for p in self.referenced_by.get(key, ()):
             node = self.pod_node.get(p)
@@ -154,6 +160,8 @@ class Index:
             return False
         if ref.resource == PODS.plural:
             return self.pod_node.get((key[1], key[2])) == node
+        if ref.resource in DEVICE_PLURALS:
+            return self.devices.wanted(node, *key)
         return any(self.pod_node.get(p) == node for p in self.referenced_by.get(key, ()))
 
     def desired_refs(self, node: str) -> set[ObjectRef]:
@@ -165,6 +173,7 @@ class Index:
             for plural, ref_name in self.pod_refs.get((ns, name), ()):
                 if (plural, ns, ref_name) in self.objects:
                     out.add(ObjectRef(plural, ns, ref_name))
+        out |= self.devices.refs(node, lambda *k: k in self.objects)
         return out
 
     def desired(self, node: str) -> dict[ObjectRef, dict[str, Any]]:

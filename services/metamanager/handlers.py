@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from edgebus import names
-from edgebus.bus import Bus, Delivery, DurableSpec, Message, Router
+from edgebus.bus import Bus, DurableSpec, Message, Router
 from edgebus.envelope import OP_DELETE, Envelope
 from edgebus.errors import BadRequest, NotFound
 from edgebus.objects import PODS, RESOURCES, resolve
@@ -31,6 +32,8 @@ class Ctx:
     node: str
     bus: Bus
     store: MetaStore
+    #: in-process listeners of committed changes (the metaserver's watches)
+    listeners: list[Callable[[Change], None]] = field(default_factory=list)
 
 
 def down_consumer(batch: int, ack_wait: float) -> DurableSpec:
@@ -192,6 +195,8 @@ def query_list(store: MetaStore, q: dict[str, Any]) -> dict[str, Any]:
 async def publish_change(ctx: Ctx, ch: Change) -> None:
     if ch.object is not None and ch.type != "DELETED":
         ch.object = ctx.store.with_status(ch.key, ch.object)
+    for listener in ctx.listeners:
+        listener(ch)
     env = Envelope.new(
         source="metamanager",
         operation=OP_DELETE if ch.type == "DELETED" else "update",

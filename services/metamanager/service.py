@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from edgebus import topology
 from edgebus.runtime import Service, setup_logging
+from edgebus.runtime.ops import serve_http
 from services.metamanager.config import Settings
 from services.metamanager.handlers import Ctx, build_router
+from services.metamanager.metaserver import Changes, MetaServerContext, create_app
 from services.metamanager.store import MetaStore
 
 
@@ -25,6 +28,21 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
     async def ensure_streams(s: Service[Ctx]) -> None:
         assert settings.node
         await topology.ensure_edge_streams(s.bus, settings.node, settings.cloud_domain)
+
+    if mm.metaserver_port:
+        changes = Changes()
+        svc.ctx.listeners.append(changes.publish)
+        http_stop = asyncio.Event()
+        app = create_app(
+            MetaServerContext(
+                node=settings.node, store=store, bus=svc.bus, changes=changes, stopping=svc.stopping, health=svc.health, ready=svc.ready
+            )
+        )
+        svc.task("metaserver", lambda: serve_http(app, mm.metaserver_host, mm.metaserver_port, http_stop))
+
+        @svc.on_stop
+        async def stop_metaserver(s: Service[Ctx]) -> None:
+            http_stop.set()
 
     @svc.on_stop
     async def close_store(s: Service[Ctx]) -> None:

@@ -117,11 +117,12 @@ class MetaStore:
                 cur = self.status.get(key, t)
                 if cur is not None and when <= int(cur.get("time", 0)):
                     continue
-                self.status.put(t, key, {"time": when, "status": status})
                 obj = self.objects.get(key, t)
                 if obj is None:
+                    self.status.put(t, key, {"time": when, "status": status, "revision": 0})
                     continue
                 rev += 1
+                self.status.put(t, key, {"time": when, "status": status, "revision": rev})
                 self.changelog.put(t, _rev_key(rev), {"key": key, "sync": 0, "type": "STATUS"})
                 if rev > CHANGELOG_KEEP:
                     self.changelog.delete(t, _rev_key(rev - CHANGELOG_KEEP))

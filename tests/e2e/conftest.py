@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ class RunningLab:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
 
 
-async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0) -> RunningLab:
+async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_kw: Any) -> RunningLab:
     for _ in range(20):
         base = free_base_port(1)
         try:
@@ -52,6 +53,7 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0) -> Runni
         grace=grace,
         heartbeat=1.0,
         leaf_urls={"edge-1": f"nats-leaf://127.0.0.1:{px.port}"} if px else {},
+        **plan_kw,
     )
     lab = Lab(plan)
     await lab.up()

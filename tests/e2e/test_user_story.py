@@ -95,8 +95,8 @@ def test_user_story(lab: LabCli, tmp_path: Path) -> None:
     received_before = lab.json("node", "stats", "edge-1")["received"]
 
     # 3. stop edge-1: NotReady after the grace period; meanwhile 3 updates and a delete
+    stopped = time.monotonic()  # heartbeats stop while the command runs (it also powers off the node's pods)
     lab.run("node", "stop", "edge-1")
-    stopped = time.monotonic()
     wait_until(lambda: node_statuses(lab).get("edge-1") == "NotReady", timeout=GRACE + 10, msg="edge-1 NotReady")
     assert time.monotonic() - stopped >= GRACE - 1.5
     assert node_statuses(lab)["edge-2"] == "Ready"
@@ -106,7 +106,7 @@ def test_user_story(lab: LabCli, tmp_path: Path) -> None:
         cm["data"]["greeting"] = f"update {i + 1}"
         (tmp_path / "cm.yaml").write_text(yaml.safe_dump(cm))
         assert "configured" in lab.run("apply", "-f", str(tmp_path / "cm.yaml")).stdout
-    lab.run("delete", "pod", "extra")
+    lab.run("delete", "pod", "extra", "--force")  # graceful would wait for edge-1 (it is off)
     err = lab.run("node", "objects", "edge-1", check=False)
     assert err.returncode != 0 and "unreachable" in err.stderr
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgebus.bus import Bus
+from edgebus.natsd import free_port
 from edgebus.objectstore import ObjectStore
 from edgebus.testing.services import build_service
 from edgebus.testing.servers import start_leaf
@@ -21,7 +22,7 @@ async def mesh(cluster, tmp_path: Path):
     svcs = [
         build_service("cloudhub", **common_cloud, cloudhub={"node_grace_period": 3, "bootstrap_tokens": ["t0k"]}),
         build_service("edgecontroller", **common_cloud),
-        build_service("metamanager", node="edge-1", nats={"url": leaf.url}, metamanager={"data_dir": str(tmp_path / "mm")}),
+        build_service("metamanager", node="edge-1", nats={"url": leaf.url}, metamanager={"data_dir": str(tmp_path / "mm"), "metaserver_port": free_port()}),
         build_service("edgehub", node="edge-1", nats={"url": leaf.url}, edgehub={"join_token": "t0k", "heartbeat_interval": 0.5}),
     ]
     for s in svcs:

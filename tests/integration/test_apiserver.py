@@ -287,9 +287,9 @@ async def kv_consumers(hub: Hub) -> int:
 
 def open_watches(metrics: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith("edgebus_apiserver_watches "):
+        if line.startswith('edgebus_watches{server="apiserver"} '):
             return float(line.split()[1])
-    raise AssertionError("no edgebus_apiserver_watches metric")
+    raise AssertionError("no edgebus_watches metric for the apiserver")
 
 
 async def test_watch_timeout_and_disconnect_end_cleanly(api: httpx.AsyncClient, hub: Hub) -> None:

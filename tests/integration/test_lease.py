@@ -75,3 +75,31 @@ async def test_work_runs_only_while_leader(hub) -> None:
             t.cancel()
         await asyncio.gather(wt, lt, return_exceptions=True)
         await bus.close()
+
+
+async def test_cancelling_while_stepping_down_is_not_swallowed(hub) -> None:
+    """A service stopping right as it loses its lease must stop, not wait for leadership."""
+    bus = Bus(hub.url, name="c")
+    await bus.connect(retry_for=5)
+    lease = Lease(bus, "c", ttl=1.5)
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.3)  # cleanup that takes a moment
+
+    lt = asyncio.create_task(lease.run())
+    wt = asyncio.create_task(lease.while_leader(slow_to_stop))
+    try:
+        await eventually(lambda: lease.is_leader, msg="leader")
+        await asyncio.sleep(0.1)
+        lease._step_down()
+        await asyncio.sleep(0.05)  # while_leader now awaits the work's cleanup
+        wt.cancel()
+        done, _ = await asyncio.wait({wt}, timeout=2)
+        assert wt in done and wt.cancelled()
+    finally:
+        lt.cancel()
+        await asyncio.gather(lt, return_exceptions=True)
+        await bus.close()

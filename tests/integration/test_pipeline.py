@@ -31,7 +31,7 @@ async def test_desired_state_reaches_edge_and_node_is_ready(mesh) -> None:
     await eventually(lambda: _has(keys, {"/core/v1/pods/default/web", "/core/v1/configmaps/default/cfg"}), msg="objects on edge")
     assert "/core/v1/configmaps/default/unused" not in await keys()
     # the configmap is no longer referenced once the pod is gone -> both deleted on the edge
-    await store.delete(PODS, "default", "web")
+    await store.delete(PODS, "default", "web", grace_period_seconds=0)  # no edged here to confirm
     await eventually(lambda: _empty(keys), msg="objects removed from edge")
 
 

@@ -66,6 +66,47 @@ VALID: dict[str, dict[str, Any]] = {
         "data": {"password": base64.b64encode(b"hunter2").decode()},
         "stringData": {"user": "admin"},
     },
+    "events": {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "thermostat.0123abcd", "namespace": "default"},
+        "involvedObject": {"apiVersion": "devices.kubeedge.io/v1beta1", "kind": "Device", "name": "thermostat", "namespace": "default"},
+        "reason": "RuleFired",
+        "message": "rule fan-on: temperature is 30.5: set fan = true",
+        "type": "Normal",
+    },
+    "devicemodels": {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": "thermostat-model", "namespace": "default"},
+        "spec": {
+            "protocol": "modbus",
+            "properties": [
+                {"name": "temperature", "type": "FLOAT", "accessMode": "ReadOnly", "minimum": "-40", "maximum": "120", "unit": "Celsius"},
+                {"name": "fan", "type": "boolean", "accessMode": "ReadWrite"},
+            ],
+        },
+    },
+    "devices": {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "Device",
+        "metadata": {"name": "thermostat", "namespace": "default"},
+        "spec": {
+            "deviceModelRef": {"name": "thermostat-model"},
+            "nodeName": "edge-1",
+            "protocol": {"protocolName": "modbus", "configData": {"ip": "127.0.0.1", "port": 5020}},
+            "properties": [
+                {
+                    "name": "temperature",
+                    "collectCycle": 500,
+                    "reportCycle": 1000,
+                    "visitors": {"protocolName": "modbus", "configData": {"register": "InputRegister", "offset": 0, "limit": 1, "scale": 0.1, "dataType": "int16"}},
+                },
+                {"name": "fan", "desired": {"value": "false"}, "visitors": {"protocolName": "modbus", "configData": {"register": "CoilRegister", "offset": 0}}},
+            ],
+            "rules": [{"name": "fan-on", "when": "temperature > 30", "set": {"fan": "true"}}],
+        },
+    },
 }
 
 
@@ -118,6 +159,10 @@ def test_minimal_objects_pass(plural: str) -> None:
     o: dict[str, Any] = {"metadata": {"name": "x"}}
     if plural == "pods":
         o["spec"] = {"containers": [{"name": "c", "image": "i"}]}
+    if plural == "devices":
+        o["spec"] = {"deviceModelRef": {"name": "m"}}
+    if plural == "events":
+        o["involvedObject"] = {"kind": "Pod", "name": "p"}
     validate(RESOURCES[plural], o)
 
 
