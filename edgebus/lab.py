@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,10 @@ class LabPlan:
     devices: bool = True
     #: a private containerd per node: None = when possible (root, containerd installed)
     containerd: bool | None = None
+    #: where the lab's OCI image archives are (None: the user's cache, see edgebus.images)
+    image_cache: str | None = None
+    #: cloud services to run as several processes, e.g. {"edgecontroller": 2}
+    replicas: dict[str, int] = field(default_factory=dict)
 
     # -- ports ------------------------------------------------------------------------
     @property
@@ -147,7 +151,13 @@ class LabPlan:
                 ports += [self.node_ops_port(n, s) for s in DEVICE_SERVICES]
                 sim = self.sim_modbus_port(n)
                 ports += [sim] if sim else []
+        ports += [self.replica_port(svc, k) for svc, n in self.replicas.items() for k in range(2, n + 1)]
         return ports
+
+    @property
+    def internal_ip(self) -> str:
+        """The address nodes report as their InternalIP ("" = their resolved hostname)."""
+        return self.host
 
     # -- urls -------------------------------------------------------------------------
     @property
@@ -239,7 +249,7 @@ class LabPlan:
         hub = self._service(
             node,
             "edgehub",
-            {**base, "edgehub": {"join_token": self.token, "heartbeat_interval": self.heartbeat, "status_interval": self.status_interval, "internal_ip": self.host}},
+            {**base, "edgehub": {"join_token": self.token, "heartbeat_interval": self.heartbeat, "status_interval": self.status_interval, "internal_ip": self.internal_ip}},
             self.node_ops_port(node, "edgehub"),
         )
         mm = self._service(
@@ -274,7 +284,8 @@ class LabPlan:
 
     def edged_process(self, node: str, base: dict[str, Any]) -> ProcSpec:
         """edged, with the lab's images preloaded (busybox, and the sandbox image)."""
-        images = [str(archive_path(name)) for name in (BUSYBOX_IMAGE, PAUSE_IMAGE)]
+        cache = {"cache": Path(self.image_cache)} if self.image_cache else {}
+        images = [str(archive_path(name, **cache)) for name in (BUSYBOX_IMAGE, PAUSE_IMAGE)]
         return self._service(
             node,
             "edged",
@@ -283,7 +294,7 @@ class LabPlan:
                 "edged": {
                     "containerd": self.node_containerd(node).address,
                     "data_dir": str(self._dir("nodes", node, "edged")),
-                    "internal_ip": self.host,
+                    "internal_ip": self.internal_ip,
                     "status_interval": self.status_interval,
                     "preload_images": json.dumps(images),
                 },
@@ -311,9 +322,30 @@ class LabPlan:
         return out
 
     def processes(self) -> list[ProcSpec]:
-        out = self.cloud_processes()
+        out = self.replicated(self.cloud_processes())
         for n in self.nodes:
             out += self.node_processes(n)
+        return out
+
+    def replica_port(self, service: str, replica: int, which: int = 0) -> int:
+        """Ports of extra replicas (2, 3, ...) of a cloud service: a block from base + 100."""
+        return self.base_port + 100 + 10 * (replica - 2) + 2 * sorted(self.replicas).index(service) + which
+
+    def replicated(self, procs: list[ProcSpec]) -> list[ProcSpec]:
+        """Cloud services with ``replicas[service] > 1`` run as that many processes
+        (``cloud/<service>-2``, ...), each with its own ports, exactly as they scale elsewhere."""
+        out = list(procs)
+        for spec in procs:
+            svc = spec.argv[-1].removeprefix("services.") if "-m" in spec.argv else ""
+            for k in range(2, self.replicas.get(svc, 1) + 1):
+                env = dict(spec.env)
+                ops = self.replica_port(svc, k)
+                ready = f"http://{self.host}:{ops}/readyz"
+                if env.get("EDGEBUS_APISERVER__PORT"):
+                    env["EDGEBUS_APISERVER__PORT"] = str(ops)
+                else:
+                    env["EDGEBUS_OPS__PORT"] = str(ops)
+                out.append(replace(spec, name=f"cloud/{svc}-{k}", env=env, log=spec.log.replace(".log", f"-{k}.log"), ready_url=ready))
         return out
 
 

@@ -53,10 +53,17 @@ class HubConfig:
     mqtt_port: int | None = None
     max_file_store: str = "8G"
     sync_interval: str = "2s"
+    #: a NATS cluster (JetStream R3): its name, route port and the peers' route URLs
+    cluster_name: str | None = None
+    cluster_port: int = 6222
+    routes: list[str] = field(default_factory=list)
+    #: take server_name from this environment variable (e.g. POD_NAME in a StatefulSet)
+    name_from_env: str | None = None
 
     def render(self) -> str:
+        server_name = f"${self.name_from_env}" if self.name_from_env else _q(self.name)
         lines = [
-            f"server_name: {_q(self.name)}",
+            f"server_name: {server_name}",
             f"listen: {_q(f'{self.host}:{self.port}')}",
             "max_payload: 8MB",
             "jetstream {",
@@ -74,6 +81,15 @@ class HubConfig:
             lines.append(f"http: {_q(f'{self.host}:{self.http_port}')}")
         if self.mqtt_port:
             lines += ["mqtt {", f"  listen: {_q(f'{self.host}:{self.mqtt_port}')}", "}"]
+        if self.cluster_name:
+            routes = ", ".join(_q(r) for r in self.routes)
+            lines += [
+                "cluster {",
+                f"  name: {_q(self.cluster_name)}",
+                f"  listen: {_q(f'{self.host}:{self.cluster_port}')}",
+                f"  routes: [ {routes} ]",
+                "}",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -186,3 +202,42 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgebus.natsd leaf --node NAME ... --out FILE``: write a leaf config.
+
+    Used where the node name is only known at run time (the lab DaemonSet's init container),
+    so the config is the very one ``edgebus up`` writes for that node.
+    """
+    import argparse
+
+    from edgebus import names
+
+    ap = argparse.ArgumentParser(prog="python -m edgebus.natsd")
+    sub = ap.add_subparsers(dest="kind", required=True)
+    leaf = sub.add_parser("leaf", help="an edge node's leaf server")
+    leaf.add_argument("--node", required=True)
+    leaf.add_argument("--hub", required=True, help="the hub's leafnode URL, e.g. nats-leaf://nats-leaf:7422")
+    leaf.add_argument("--store-dir", required=True)
+    leaf.add_argument("--host", default="0.0.0.0")
+    leaf.add_argument("--port", type=int, default=4222)
+    leaf.add_argument("--mqtt-port", type=int, default=1883)
+    leaf.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    cfg = LeafConfig(
+        name=a.node,
+        domain=names.node_domain(a.node),
+        store_dir=a.store_dir,
+        port=a.port,
+        hub_urls=[a.hub],
+        host=a.host,
+        mqtt_port=a.mqtt_port,
+    )
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(cfg.render())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

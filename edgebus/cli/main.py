@@ -308,6 +308,25 @@ def top(
     inspect_cmds.top(ctx, interval, iterations)
 
 
+@app.command("deploy")
+def deploy(
+    what: Annotated[str, typer.Argument(help="compose (docker-compose.yml) or k8s (k8s/)")],
+    out: Annotated[Path, typer.Option("--out", help="the repository root to write into")] = Path("."),
+    check: Annotated[bool, typer.Option("--check", help="only report files that differ from the plan")] = False,
+) -> None:
+    """Render docker-compose.yml or the Kubernetes manifests from the plan `edgebus up` runs."""
+    from edgebus.deploy.render import drift, write
+
+    if check:
+        stale = drift(what, out)
+        if stale:
+            fail("out of date: " + ", ".join(stale) + f" (run: edgebus deploy {what})")
+        echo(f"{what}: up to date")
+        return
+    for rel in write(what, out):
+        echo(f"wrote {rel}")
+
+
 @app.command()
 def kubeconfig(
     ctx: typer.Context,

@@ -14,10 +14,10 @@ from typing import Any
 from edgebus.lab import LabPlan, port_free
 
 
-def free_base_port(nodes: int, host: str = "127.0.0.1") -> int:
+def free_base_port(nodes: int, host: str = "127.0.0.1", **plan_kw: Any) -> int:
     for _ in range(200):
         base = random.randrange(20000, 60000, 10)
-        plan = LabPlan(data_dir="/nonexistent", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], base_port=base)
+        plan = LabPlan(data_dir="/nonexistent", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], base_port=base, **plan_kw)
         if all(port_free(host, p) for p in plan.all_ports()):
             return base
     raise RuntimeError("no free port block found")

@@ -8,7 +8,11 @@ import logging
 
 from edgebus import topology
 from edgebus.errors import Conflict, NotFound
-from edgebus.objects import NODES
+from prometheus_client import Gauge
+
+from edgebus.objects import NODES, PODS
+from edgebus.objects.resources import parse_time
+from edgebus.objects.tables import node_status
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service, setup_logging
 from services.cloudhub import logic
@@ -16,6 +20,10 @@ from services.cloudhub.config import Settings
 from services.cloudhub.handlers import Ctx, router
 
 log = logging.getLogger("edgebus.cloudhub")
+
+NODE_COUNT = Gauge("edgebus_nodes", "Nodes by status (Ready / NotReady)", ["status"])
+POD_COUNT = Gauge("edgebus_pods", "Pods by phase", ["phase"])
+HEARTBEAT_AGE = Gauge("edgebus_node_heartbeat_age_seconds", "Seconds since a node's last recorded heartbeat", ["node"])
 
 
 def build(settings: Settings | None = None) -> Service[Ctx]:
@@ -37,6 +45,7 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
             await asyncio.sleep(settings.cloudhub.lifecycle_interval)
             nodes, _ = await store.list(NODES)
             now = dt.datetime.now(dt.UTC)
+            record_nodes(nodes, now)
             for n in nodes:
                 if not logic.is_expired(n, now, grace):
                     continue
@@ -53,8 +62,32 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
                 except (NotFound, Conflict):
                     pass
 
+    async def count_pods() -> None:
+        while True:
+            pods, _ = await store.list(PODS)
+            phases: dict[str, int] = {}
+            for p in pods:
+                phase = (p.get("status") or {}).get("phase") or "Pending"
+                phases[phase] = phases.get(phase, 0) + 1
+            for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+                POD_COUNT.labels(phase).set(phases.get(phase, 0))
+            await asyncio.sleep(15)
+
     svc.task("node-lifecycle", lifecycle)
+    svc.task("pod-count", count_pods)
     return svc
+
+
+def record_nodes(nodes: list[dict], now: dt.datetime) -> None:
+    counts = {"Ready": 0, "NotReady": 0}
+    for n in nodes:
+        counts["Ready" if node_status(n).startswith("Ready") else "NotReady"] += 1
+        cond = logic.ready_condition(n) or {}
+        last = parse_time(cond.get("lastHeartbeatTime"))
+        if last is not None:
+            HEARTBEAT_AGE.labels(n["metadata"]["name"]).set((now - last).total_seconds())
+    for status, c in counts.items():
+        NODE_COUNT.labels(status).set(c)
 
 
 def main() -> None:

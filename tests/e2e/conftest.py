@@ -37,7 +37,7 @@ class RunningLab:
 
 async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_kw: Any) -> RunningLab:
     for _ in range(20):
-        base = free_base_port(1)
+        base = free_base_port(1, **{k: v for k, v in plan_kw.items() if k == "replicas"})
         try:
             px = TcpProxy("127.0.0.1", base + 1, port=base + 9) if proxy else None
             break

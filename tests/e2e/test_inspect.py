@@ -51,6 +51,23 @@ def test_inspect_views(lab: LabCli) -> None:
     lag = {r[0]: r for r in rows(cons.split("\n\n")[1])}
     assert lag["edge-1"][1] == "up" and lag["edge-2"][1] == "up"
 
+    # every service's /metrics says something useful (the lab's ops ports)
+    import httpx
+
+    st = lab.state()
+    ops = {p["name"]: p for p in st["processes"]}
+    assert ops  # process table present
+    plan_ports = {"cloud/cloudhub": 4, "edge-1/edgehub": 12, "edge-1/metamanager": 13}
+    base = int(st["cloud_nats"].rsplit(":", 1)[1])
+    metrics = {n: httpx.get(f"http://127.0.0.1:{base + off}/metrics", timeout=5).text for n, off in plan_ports.items()}
+    assert 'edgebus_messages_total{outcome="ok",route="ingest",service="cloudhub"}' in metrics["cloud/cloudhub"]
+    assert "edgebus_handler_seconds_bucket" in metrics["cloud/cloudhub"]
+    assert 'edgebus_nodes{status="Ready"} 2.0' in metrics["cloud/cloudhub"]
+    assert 'edgebus_link_up{node="edge-1"} 1.0' in metrics["edge-1/edgehub"]
+    assert 'edgebus_backlog_up{node="edge-1"}' in metrics["edge-1/edgehub"]
+    assert 'edgebus_lmdb_bytes{service="metamanager"}' in metrics["edge-1/metamanager"]
+    assert 'edgebus_bus_connected{service="metamanager"} 1.0' in metrics["edge-1/metamanager"]
+
     top = lab.run("top", "--iterations", "1").stdout
     assert "edge-1" in top and "edge-2" in top and "Ready" in top
 
