@@ -4,16 +4,20 @@ the outcome is what one replica of each produces — nothing lost, nothing appli
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from edgebus import names
 from edgebus.bus import KV
 from edgebus.objects import NODES
+from edgebus.testing.labrun import LabCli
 from edgebus.testing.waiting import eventually
 
 from .conftest import RunningLab, start_lab, stop_lab
@@ -21,12 +25,13 @@ from .conftest import RunningLab, start_lab, stop_lab
 pytestmark = pytest.mark.e2e
 
 N_CM, ROUNDS = 20, 15  # 300 updates
-REPLICATED = ("apiserver", "cloudhub", "edgecontroller")
+REPLICATED = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "thermostat.yaml"
 
 
 @pytest.fixture
 async def lab(tmp_path):
-    rl = await start_lab(tmp_path, proxy=False, devices=False, containerd=False, replicas=dict.fromkeys(REPLICATED, 2))
+    rl = await start_lab(tmp_path, proxy=False, devices=True, containerd=False, replicas=dict.fromkeys(REPLICATED, 2))
     try:
         yield rl
     finally:
@@ -70,11 +75,17 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         pod = {"metadata": {"name": "holder"}, "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "i"}], "volumes": [{"name": f"v{i}", "configMap": {"name": f"s-{i:02d}"}} for i in range(N_CM)]}}
         assert (await api.request("POST", f"{ns}/pods", json=pod)).status_code == 201
         await eventually(lambda: _edge_values(lab, "0"), timeout=20, msg="initial sync")
+        # a live device, so devicecontroller has work: the lab's simulated thermostat
+        cli = LabCli(Path(plan.data_dir))
+        docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+        docs[1]["spec"]["protocol"]["configData"]["port"] = plan.sim_modbus_port("edge-1")
+        await asyncio.to_thread(cli.run, "apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        await eventually(lambda: _reported(cli, "temperature"), timeout=30, interval=0.5, msg="device values in the cloud")
 
         leader = await _leader_pid(lab)
-        victims = {"cloud/apiserver", "cloud/cloudhub"}
+        victims = {"cloud/apiserver", "cloud/cloudhub", "cloud/devicecontroller"}
         victims.add(next(name for name, p in lab.lab.procs.items() if p.popen and p.popen.pid == leader))
-        assert len(victims) == 3, "one replica of each service, the edgecontroller leader among them"
+        assert len(victims) == 4, "one replica of each service, the edgecontroller leader among them"
 
         async def load() -> None:
             for r in range(1, ROUNDS + 1):
@@ -114,9 +125,21 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
         # and the surviving edgecontroller holds the lease now
         assert await _leader_pid(lab) != leader
+        # the surviving devicecontroller still brings device twins into the cloud (the CLI
+        # talks to the surviving apiserver)
+        survivor = ("--server", f"http://127.0.0.1:{plan.replica_port('apiserver', 2)}")
+        await asyncio.to_thread(cli.run, *survivor, "device", "set", "thermostat", "setpoint=23.5")
+        await eventually(lambda: _reported(cli, "setpoint", "23.5", survivor), timeout=30, interval=0.5, msg="a desired value written and reported after the kills")
         print(f"\nfailover: edge at the final state {took:.2f}s after the kills; {api.failovers} requests retried on the other apiserver")
     finally:
         await api.close()
+
+
+def _reported(cli: LabCli, prop: str, value: str | None = None, server: tuple[str, ...] = ()) -> bool:
+    dev = json.loads(cli.run(*server, "get", "device", "thermostat", "-o", "json").stdout)
+    twins = {t["propertyName"]: t for t in dev.get("status", {}).get("twins", [])}
+    got = twins.get(prop, {}).get("reported", {}).get("value")
+    return got is not None and (value is None or got == value)
 
 
 async def _edge_values(lab: RunningLab, v: str) -> bool:
