@@ -1,0 +1,3 @@
+from services.edgemesh.service import main
+
+main()

@@ -1,0 +1,1 @@
+"""endpointcontroller: Endpoints computed from Services and pod readiness (cloud)."""

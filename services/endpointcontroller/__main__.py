@@ -1,0 +1,3 @@
+from services.endpointcontroller.service import main
+
+main()
