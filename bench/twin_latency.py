@@ -162,7 +162,7 @@ async def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-twin-"))
     plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), token="bench", heartbeat=2.0, log_level="WARNING")
-    lab = Lab(plan)
+    lab = Lab(plan, die_with_supervisor=True)
     print(f"starting lab in {tmp} ...", flush=True)
     await lab.up()
     cloud = Bus(plan.cloud_nats_url, name="bench-cloud")

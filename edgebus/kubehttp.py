@@ -11,6 +11,8 @@ event source (an object-store watch and its JetStream consumer) is closed every 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -19,8 +21,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.requests import Request
 
-from edgebus import kube
-from edgebus.errors import ApiError
+from edgebus import kube, openapi
+from edgebus.errors import ApiError, NotFound
+from edgebus.openapi import gnostic
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -124,6 +127,25 @@ def add_common_routes(
     async def api_v1(_: Request) -> Response:
         return JSONResponse(kube.api_resource_list())
 
+    async def openapi_v2(request: Request) -> Response:
+        # kubectl (client-go) asks for gnostic protobuf; anything else gets JSON
+        if "protobuf" in request.headers.get("accept", ""):
+            return Response(openapi.v2_protobuf(), media_type=gnostic.CONTENT_TYPE)
+        return Response(_v2_json(), media_type="application/json")
+
+    async def openapi_v3(_: Request) -> Response:
+        return JSONResponse(openapi.v3_root())
+
+    async def openapi_v3_gv(request: Request) -> Response:
+        gv = request.path_params["gv"]
+        doc = openapi.v3_document(gv)
+        if doc is None:
+            return status_response(NotFound("the server could not find the requested resource"))
+        headers = {"Etag": f'"{openapi.v3_hash(gv)}"'}
+        if request.query_params.get("hash") == openapi.v3_hash(gv):
+            headers["Cache-Control"] = "public, immutable"
+        return Response(doc, media_type="application/json", headers=headers)
+
     for path, fn in (
         ("/healthz", healthz),
         ("/livez", healthz),
@@ -135,5 +157,13 @@ def add_common_routes(
         ("/apis/{group}", api_group),
         ("/apis/{group}/{version}", api_group_version),
         ("/api/v1", api_v1),
+        ("/openapi/v2", openapi_v2),
+        ("/openapi/v3", openapi_v3),
+        ("/openapi/v3/{gv:path}", openapi_v3_gv),
     ):
         app.add_api_route(path, fn, methods=["GET"])
+
+
+@functools.cache
+def _v2_json() -> bytes:
+    return json.dumps(openapi.v2_document(), separators=(",", ":")).encode()

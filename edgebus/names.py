@@ -252,6 +252,32 @@ def edged_subject(node: str, op: str) -> str:
     return f"{PREFIX}.node.{encode_token(node)}.edged.{op}"
 
 
+def mesh_subject(node: str, op: str) -> str:
+    """Request/reply API of a node's edgemesh: ``open`` (a tunnel to one of the node's
+    endpoints), ``state`` (its service table)."""
+    return f"{PREFIX}.node.{encode_token(node)}.mesh.{op}"
+
+
+def mesh_tunnel_subject(node: str, tunnel: str) -> str:
+    """Where a node's edgemesh receives the frames of one tunnel (core NATS, flow-controlled
+    by window acks): ``edgebus.node.<node>.mesh.t.<tunnel>``."""
+    if not _TOKEN.fullmatch(tunnel):
+        raise InvalidName(f"{tunnel!r} is not a tunnel id")
+    return f"{PREFIX}.node.{encode_token(node)}.mesh.t.{tunnel}"
+
+
+def mesh_tunnel_filter(node: str) -> str:
+    return f"{PREFIX}.node.{encode_token(node)}.mesh.t.*"
+
+
+def parse_mesh_tunnel_subject(subject: str) -> tuple[str, str]:
+    """``(node, tunnel)`` of a tunnel subject."""
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "node" or parts[3:5] != ["mesh", "t"] or not _TOKEN.fullmatch(parts[5]):
+        raise InvalidName(f"{subject!r} is not a tunnel subject")
+    return decode_token(parts[2]), parts[5]
+
+
 #: cloud Object Store bucket carrying image archives to nodes (``edgebus image load``)
 BUCKET_IMAGES = "edgebus-images"
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgebus.proc import parent_death_signal
+
 
 def nats_server_binary() -> str:
     """The nats-server binary: ``$EDGEBUS_NATS_SERVER``, the venv's, or the one on PATH."""
@@ -107,6 +109,9 @@ class LeafConfig:
     ping_max: int = 2
     max_file_store: str = "4G"
     sync_interval: str = "1s"
+    #: a *site* server (edge federation): also accept the leaf connections of the site's
+    #: edge nodes on this port, so they reach each other through it without the cloud
+    leaf_port: int | None = None
 
     def render(self) -> str:
         urls = ", ".join(_q(u) for u in self.hub_urls)
@@ -125,6 +130,7 @@ class LeafConfig:
             "leafnodes {",
             "  reconnect: 1",
             f"  remotes: [ {{ urls: [ {urls} ] }} ]",
+            *([f"  listen: {_q(f'{self.host}:{self.leaf_port}')}", "  no_advertise: true"] if self.leaf_port else []),
             "}",
         ]
         if self.mqtt_port:
@@ -162,10 +168,18 @@ class NatsServer:
     def command(self) -> list[str]:
         return [self.binary, "-c", str(self.conf_path)]
 
-    def start(self) -> None:
+    def start(self, *, die_with_parent: bool = False) -> None:
+        """Start the server (``die_with_parent``: it gets SIGTERM when this process dies, so
+        an interrupted test run leaves no server behind)."""
         self.write_config()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=parent_death_signal if die_with_parent else None,
+        )
         log.close()
 
     def wait_ready(self, timeout: float = 10.0) -> None:

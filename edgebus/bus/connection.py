@@ -241,10 +241,10 @@ class Bus:
         return ctx
 
     # -- core messaging -----------------------------------------------------------------
-    async def publish(self, subject: str, data: bytes | Envelope, headers: dict[str, str] | None = None) -> None:
+    async def publish(self, subject: str, data: bytes | Envelope, headers: dict[str, str] | None = None, *, reply: str = "") -> None:
         payload, hdrs = _payload(data, headers)
         try:
-            await self.nc.publish(subject, payload, headers=hdrs)
+            await self.nc.publish(subject, payload, reply=reply, headers=hdrs)
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
 

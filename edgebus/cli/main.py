@@ -72,6 +72,8 @@ def _print_endpoints(st: dict[str, Any]) -> None:
     echo(f"  cloud NATS    {st['cloud_nats']}   (JetStream domain: cloud)")
     for n, info in st["nodes"].items():
         echo(f"  {n:<13} NATS {info['nats']}  MQTT {info['mqtt']}  (domain: {info['domain']})")
+        if info.get("dns"):
+            echo(f"  {'':<13} edgemesh DNS {info['dns']}  (dig -p {info['dns'].rsplit(':', 1)[1]} @{info['dns'].rsplit(':', 1)[0]} web.default.svc.cluster.local)")
         if info.get("modbus_sim"):
             echo(f"  {'':<13} simulated Modbus thermostat at {info['modbus_sim']}  (edgebus apply -f examples/thermostat.yaml; edgebus get devices)")
     echo(f"  logs          {Path(st['data_dir']) / 'logs'}")

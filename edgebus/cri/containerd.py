@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgebus.proc import parent_death_signal
 from edgebus.images import PAUSE_IMAGE
 
 K8S_NAMESPACE = "k8s.io"
@@ -150,10 +151,12 @@ class Containerd:
     def command(self) -> list[str]:
         return [self.binary, "--config", str(self.config.config_path)]
 
-    def start(self) -> None:
+    def start(self, *, die_with_parent: bool = False) -> None:
         self.write_config()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=parent_death_signal if die_with_parent else None
+            )
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         wait_socket(self.config.socket, timeout, self.proc, self.log_path)

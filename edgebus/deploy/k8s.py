@@ -32,6 +32,7 @@ R3 = {
     "apiserver": {"EDGEBUS_APISERVER__KV_REPLICAS": "3"},
     "cloudhub": {"EDGEBUS_CLOUDHUB__STREAM_REPLICAS": "3", "EDGEBUS_CLOUDHUB__KV_REPLICAS": "3"},
     "edgecontroller": {"EDGEBUS_EDGECONTROLLER__STREAM_REPLICAS": "3", "EDGEBUS_EDGECONTROLLER__KV_REPLICAS": "3"},
+    "endpointcontroller": {"EDGEBUS_ENDPOINTCONTROLLER__KV_REPLICAS": "3"},
 }
 TOKEN_KEYS = {"EDGEBUS_CLOUDHUB__BOOTSTRAP_TOKENS": "bootstrap-tokens", "EDGEBUS_EDGEHUB__JOIN_TOKEN": "join-token"}
 LABELS = {"app.kubernetes.io/part-of": "edgebus"}

@@ -71,6 +71,12 @@ class ContainerPlan(LabPlan):
     def edged_ops_port(self, node: str) -> int:
         return OPS
 
+    def edgemesh_ops_port(self, node: str) -> int:
+        return OPS
+
+    def mesh_dns_port(self, node: str) -> int:
+        return 53
+
     def sim_modbus_port(self, node: str) -> int | None:
         return MODBUS if self.devices and node == self.nodes[0] else None
 

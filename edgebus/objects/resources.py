@@ -46,11 +46,15 @@ CONFIGMAPS = Resource("configmaps", "ConfigMap", short_names=("cm",), singular="
 SECRETS = Resource("secrets", "Secret", singular="secret")
 
 EVENTS = Resource("events", "Event", short_names=("ev",), singular="event")
+SERVICES = Resource("services", "Service", short_names=("svc",), singular="service")
+ENDPOINTS = Resource("endpoints", "Endpoints", short_names=("ep",), singular="endpoints")
 DEVICES_GROUP = "devices.kubeedge.io"
 DEVICES = Resource("devices", "Device", group=DEVICES_GROUP, version="v1beta1", singular="device")
 DEVICEMODELS = Resource("devicemodels", "DeviceModel", group=DEVICES_GROUP, version="v1beta1", singular="devicemodel")
 
-RESOURCES: dict[str, Resource] = {r.plural: r for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, DEVICES, DEVICEMODELS)}
+RESOURCES: dict[str, Resource] = {
+    r.plural: r for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, SERVICES, ENDPOINTS, DEVICES, DEVICEMODELS)
+}
 
 #: Namespaces every cluster has.
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

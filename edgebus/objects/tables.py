@@ -117,6 +117,15 @@ def pod_restarts(pod: dict[str, Any]) -> str:
     return str(sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or []))
 
 
+def _readiness_gates(pod: dict[str, Any]) -> str:
+    """``<ready>/<total>`` of the pod's readiness gates, ``<none>`` without any (as kubectl)."""
+    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or [] if isinstance(g, dict)]
+    if not gates:
+        return "<none>"
+    true = {c.get("type") for c in (pod.get("status") or {}).get("conditions") or [] if isinstance(c, dict) and c.get("status") == "True"}
+    return f"{sum(1 for g in gates if g in true)}/{len(gates)}"
+
+
 def _data_count(o: dict[str, Any]) -> str:
     return str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))
 
@@ -148,7 +157,48 @@ def _event_object(o: dict[str, Any]) -> str:
     return f"{str(io.get('kind', '')).lower()}/{io.get('name', '')}"
 
 
+def _service_ports(svc: dict[str, Any]) -> str:
+    out = []
+    for p in (svc.get("spec") or {}).get("ports") or []:
+        if isinstance(p, dict):
+            node = f":{p['nodePort']}" if p.get("nodePort") else ""
+            out.append(f"{p.get('port')}{node}/{p.get('protocol') or 'TCP'}")
+    return ",".join(out) or "<none>"
+
+
+def _selector(svc: dict[str, Any]) -> str:
+    sel = (svc.get("spec") or {}).get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(sel.items())) if isinstance(sel, dict) and sel else "<none>"
+
+
+def endpoints_summary(ep: dict[str, Any], limit: int = 3) -> str:
+    """``ip:port,ip:port + N more...`` of the ready addresses, as ``kubectl get ep``."""
+    items = []
+    for s in ep.get("subsets") or []:
+        if not isinstance(s, dict):
+            continue
+        ports = [p.get("port") for p in s.get("ports") or [] if isinstance(p, dict)] or [None]
+        for a in s.get("addresses") or []:
+            for port in ports:
+                ip = a.get("ip") if isinstance(a, dict) else None
+                items.append(f"{ip}:{port}" if port is not None else str(ip))
+    if not items:
+        return "<none>"
+    more = f" + {len(items) - limit} more..." if len(items) > limit else ""
+    return ",".join(items[:limit]) + more
+
+
 COLUMNS: dict[str, list[Column]] = {
+    "services": [
+        Column("NAME", _name),
+        Column("TYPE", lambda o: str((o.get("spec") or {}).get("type") or "ClusterIP")),
+        Column("CLUSTER-IP", lambda o: str((o.get("spec") or {}).get("clusterIP") or "<none>")),
+        Column("EXTERNAL-IP", lambda o: ",".join((o.get("spec") or {}).get("externalIPs") or []) or "<none>"),
+        Column("PORT(S)", _service_ports),
+        Column("AGE", _age),
+        Column("SELECTOR", _selector, wide=True),
+    ],
+    "endpoints": [Column("NAME", _name), Column("ENDPOINTS", endpoints_summary), Column("AGE", _age)],
     "devices": [
         Column("NAME", _name),
         Column("NODE", lambda o: str((o.get("spec") or {}).get("nodeName") or "<none>")),
@@ -180,6 +230,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("AGE", _age),
         Column("VERSION", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""))),
         Column("INTERNAL-IP", lambda o: _node_ip(o, "InternalIP"), wide=True),
+        Column("EXTERNAL-IP", lambda o: _node_ip(o, "ExternalIP"), wide=True),
         Column("OS-IMAGE", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("osImage", "<unknown>")), wide=True),
         Column("KERNEL-VERSION", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion", "<unknown>")), wide=True),
         Column("CONTAINER-RUNTIME", lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion", "<unknown>")), wide=True),
@@ -192,6 +243,8 @@ COLUMNS: dict[str, list[Column]] = {
         Column("AGE", _age),
         Column("IP", lambda o: str((o.get("status") or {}).get("podIP") or "<none>"), wide=True),
         Column("NODE", lambda o: str((o.get("spec") or {}).get("nodeName") or "<none>"), wide=True),
+        Column("NOMINATED NODE", lambda o: str((o.get("status") or {}).get("nominatedNodeName") or "<none>"), wide=True),
+        Column("READINESS GATES", _readiness_gates, wide=True),
     ],
     "configmaps": [Column("NAME", _name), Column("DATA", _data_count, type="integer"), Column("AGE", _age)],
     "secrets": [

@@ -58,7 +58,7 @@ class Causes:
             detail = f"[{detail}]"
         raise Invalid(
             f'{kind} "{name}" is invalid: {detail}',
-            details={"name": name, "kind": kind.lower(), "causes": self.items},
+            details={"name": name, "kind": kind, "causes": self.items},
         )
 
 
@@ -114,7 +114,7 @@ def _check_string_map(c: Causes, field: str, m: Any, *, labels: bool) -> None:
 def validate(resource: Resource, obj: Any, *, namespace: str | None = None) -> None:
     """Raise :class:`Invalid` unless ``obj`` is a valid object of ``resource``."""
     if not isinstance(obj, dict):
-        raise Invalid(f"{resource.kind} is invalid: body must be a JSON object", details={"kind": resource.kind.lower()})
+        raise Invalid(f"{resource.kind} is invalid: body must be a JSON object", details={"kind": resource.kind})
     c = Causes()
     md = obj.get("metadata")
     name = ""
@@ -299,6 +299,18 @@ def _check_devicemodel(c: Causes, obj: dict[str, Any]) -> None:
     devices.check_model(c, obj)
 
 
+def _check_service(c: Causes, obj: dict[str, Any]) -> None:
+    from edgebus.objects import services  # services builds on this module
+
+    services.check_service(c, obj)
+
+
+def _check_endpoints(c: Causes, obj: dict[str, Any]) -> None:
+    from edgebus.objects import services
+
+    services.check_endpoints(c, obj)
+
+
 def _check_event(c: Causes, obj: dict[str, Any]) -> None:
     io = obj.get("involvedObject")
     if not isinstance(io, dict):
@@ -316,6 +328,8 @@ _CHECKERS = {
     "devices": _check_device,
     "devicemodels": _check_devicemodel,
     "events": _check_event,
+    "services": _check_service,
+    "endpoints": _check_endpoints,
 }
 
 

@@ -30,7 +30,7 @@ def start_containerd(root: Path) -> Containerd:
     """Start containerd in ``root`` (its own sockets, state and runc root) and import the
     busybox and pause images."""
     c = Containerd(ContainerdConfig(str(root)))
-    c.start()
+    c.start(die_with_parent=True)
     c.wait_ready()
     for path in lab_images().values():
         import_image(c.address, path)

@@ -21,7 +21,7 @@ class Hub:
 
     def restart(self) -> None:
         self.server.stop()
-        self.server.start()
+        self.server.start(die_with_parent=True)
         self.server.wait_ready()
 
 
@@ -58,14 +58,16 @@ class Cluster:
 def start_hub(root: Path) -> Hub:
     port, leaf_port = free_port(), free_port()
     srv = NatsServer(HubConfig(store_dir=str(root / "cloud" / "js"), port=port, leaf_port=leaf_port), root / "cloud")
-    srv.start()
+    srv.start(die_with_parent=True)
     srv.wait_ready()
     return Hub(srv, leaf_port)
 
 
-def start_leaf(root: Path, hub: Hub, node: str, *, via_proxy: bool = False, mqtt: bool = False) -> Leaf:
+def start_leaf(root: Path, hub: Hub, node: str, *, via_proxy: bool = False, mqtt: bool = False, upstream_leaf_port: int | None = None, leaf_port: int | None = None) -> Leaf:
+    """An edge node's leaf server dialing the hub (or ``upstream_leaf_port``: a site server);
+    with ``leaf_port`` it is itself a site server that accepts the site's nodes."""
     proxy = None
-    target = hub.leaf_port
+    target = upstream_leaf_port or hub.leaf_port
     if via_proxy:
         proxy = TcpProxy("127.0.0.1", hub.leaf_port)
         proxy.start()
@@ -78,8 +80,9 @@ def start_leaf(root: Path, hub: Hub, node: str, *, via_proxy: bool = False, mqtt
         port=free_port(),
         hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
         mqtt_port=mqtt_port,
+        leaf_port=leaf_port,
     )
     srv = NatsServer(cfg, root / node)
-    srv.start()
+    srv.start(die_with_parent=True)
     srv.wait_ready()
     return Leaf(node, srv, proxy, mqtt_port)

@@ -26,7 +26,8 @@ from edgebus.bus import BusError
 from edgebus.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from edgebus.objects import RESOURCES, Resource, rv_of
 from edgebus.objectstore import STATUS_SUBRESOURCE, ObjectStore
-from services.apiserver import logic, pods
+from services.apiserver import exec as podexec
+from services.apiserver import fields, logic, pods
 from edgebus.kubehttp import WatchResponse, add_common_routes
 
 log = logging.getLogger("edgebus.apiserver")
@@ -134,9 +135,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         r, ns = collection(request)
         if r.namespaced and ns is None:
             raise logic.MethodNotAllowed(f"{r.plural} are namespaced: create them under /api/v1/namespaces/{{namespace}}/{r.plural}")
-        body = logic.parse_object(await request.body())
+        body, dups = fields.parse_body(await request.body())
         logic.check_create(r, body, ns)
-        return _json(await store.create(r, body, namespace=ns), 201)
+        warnings = fields.check(request, r, body, dups)
+        return fields.respond(await store.create(r, body, namespace=ns), 201, warnings)
 
     # -- objects ----------------------------------------------------------------------
     def get_object(sub: str | None) -> Callable[[Request], Awaitable[Response]]:
@@ -151,9 +153,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     def put_object(sub: str | None) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             r, ns, name = item(request, sub)
-            body = logic.parse_object(await request.body())
+            body, dups = fields.parse_body(await request.body())
             logic.check_update(r, body, ns, name)
-            return _json(await store.update(r, body, namespace=ns, subresource=sub))
+            warnings = fields.check(request, r, body, dups)
+            return fields.respond(await store.update(r, body, namespace=ns, subresource=sub), 200, warnings)
 
         return endpoint
 
@@ -164,15 +167,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
             logic.patch_type(content_type)
             logic.check_path_name(r, name)
             body = await request.body()
+            dups = [] if logic.patch_type(content_type) == logic.JSON_PATCH else fields.duplicates(body)
             for attempt in range(PATCH_RETRIES):
                 current = await store.get(r, ns, name)
                 new = logic.apply_patch(content_type, current, body)
                 logic.check_update(r, new, ns, name)
+                warnings = fields.check(request, r, new, dups, current=current)
                 pinned = rv_of(new) != rv_of(current)  # the patch itself names a resourceVersion
                 if not pinned:
                     new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
                 try:
-                    return _json(await store.update(r, new, namespace=ns, subresource=sub))
+                    return fields.respond(await store.update(r, new, namespace=ns, subresource=sub), 200, warnings)
                 except Conflict:
                     if pinned or attempt == PATCH_RETRIES - 1:
                         raise
@@ -181,6 +186,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return endpoint
 
     async def delete_object(request: Request) -> Response:
+        fields.reject_dry_run(request)
         r, ns, name = item(request)
         logic.check_path_name(r, name)
         raw = await request.body()
@@ -189,6 +195,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             opts = logic.parse_json(raw)
             if not isinstance(opts, dict):
                 raise BadRequest("DeleteOptions must be a JSON object")
+            fields.reject_dry_run(request, opts)
         rv, grace, uid = pods.delete_options(opts, dict(request.query_params))
         return _json(await store.delete(r, ns, name, resource_version=rv, grace_period_seconds=grace, uid=uid))
 
@@ -196,6 +203,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # (a Namespace) must not be taken for a collection inside a namespace. The same routes
     # serve the core group (/api/v1) and the named groups (/apis/{group}/{version}).
     pods.add_routes(app, store)
+    podexec.add_routes(app, store)
     for prefix in ("/api/v1", "/apis/{group}/{version}"):
         _add_object_routes(app, prefix, get_object, put_object, patch_object, delete_object, list_or_watch, create)
     return app

@@ -1,7 +1,8 @@
 """What each node needs, and what must be sent to get it there (pure; no I/O).
 
 A node needs the pods bound to it (``spec.nodeName``) and the ConfigMaps and Secrets those
-pods reference, and the Devices bound to it and their DeviceModels (``devices.py``). The
+pods reference, the Devices bound to it and their DeviceModels (``devices.py``), and every
+Service and Endpoints object (``mesh.py``; which nodes exist comes from the Node objects). The
 downstream copy of a pod or a device has no ``status`` (the edge owns it), so a status
 write in the cloud is never echoed back down. Whether a node already has the
 right version of an object is decided by a hash of the downstream content, compared with
@@ -17,12 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebus.names import ObjectRef
-from edgebus.objects import CONFIGMAPS, DEVICEMODELS, DEVICES, PODS, SECRETS, Resource
+from edgebus.objects import CONFIGMAPS, DEVICEMODELS, DEVICES, ENDPOINTS, NODES, PODS, SECRETS, SERVICES, Resource
 from edgebus.objects.refs import pod_node, pod_references
 from services.edgecontroller.devices import PLURALS as DEVICE_PLURALS
 from services.edgecontroller.devices import DeviceRouting
+from services.edgecontroller.mesh import PLURALS as MESH_PLURALS
+from services.edgecontroller.mesh import MeshRouting
 
-DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS, DEVICES, DEVICEMODELS)
+DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS, DEVICES, DEVICEMODELS, SERVICES, ENDPOINTS)
+#: what the controller follows: what travels down, and the nodes (Services go to every node)
+WATCHED_RESOURCES: tuple[Resource, ...] = (*DOWN_RESOURCES, NODES)
 
 _VOLATILE_META = ("resourceVersion", "generation", "managedFields")
 _CLOUD_ANNOTATIONS = ("edgebus.io/status-time",)
@@ -97,15 +102,18 @@ class Index:
     pod_refs: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
     referenced_by: dict[Key, set[tuple[str, str]]] = field(default_factory=dict)
     devices: DeviceRouting = field(default_factory=DeviceRouting)
+    mesh: MeshRouting = field(default_factory=MeshRouting)
 
     def nodes(self) -> set[str]:
-        return {n for n, pods in self.pods_by_node.items() if pods} | self.devices.nodes()
+        return {n for n, pods in self.pods_by_node.items() if pods} | self.devices.nodes() | self.mesh.nodes
 
     def apply(self, resource: Resource, obj: dict[str, Any], *, deleted: bool) -> Affected:
         """Record a change; return the nodes (and refs) whose desired state it may change."""
         md = obj.get("metadata") or {}
         ns, name = md.get("namespace") or "", md.get("name") or ""
         key: Key = (resource.plural, ns, name)
+        if resource is NODES:  # not routed itself: only tells which nodes exist
+            return self.mesh.apply(resource, ns, name, None if deleted else obj)
         self.prepared.pop(key, None)
         if deleted:
             self.objects.pop(key, None)
@@ -115,6 +123,8 @@ class Index:
             return self._apply_pod((ns, name), None if deleted else obj)
         if resource.plural in DEVICE_PLURALS:
             return self.devices.apply(resource, ns, name, None if deleted else obj)
+        if resource.plural in MESH_PLURALS:
+            return self.mesh.apply(resource, ns, name, None if deleted else obj)
         out: Affected = {}
         for p in self.referenced_by.get(key, ()):
             node = self.pod_node.get(p)
@@ -162,6 +172,8 @@ class Index:
             return self.pod_node.get((key[1], key[2])) == node
         if ref.resource in DEVICE_PLURALS:
             return self.devices.wanted(node, *key)
+        if ref.resource in MESH_PLURALS:
+            return self.mesh.wanted(node, *key)
         return any(self.pod_node.get(p) == node for p in self.referenced_by.get(key, ()))
 
     def desired_refs(self, node: str) -> set[ObjectRef]:
@@ -174,6 +186,7 @@ class Index:
                 if (plural, ns, ref_name) in self.objects:
                     out.add(ObjectRef(plural, ns, ref_name))
         out |= self.devices.refs(node, lambda *k: k in self.objects)
+        out |= self.mesh.refs(node)
         return out
 
     def desired(self, node: str) -> dict[ObjectRef, dict[str, Any]]:

@@ -69,7 +69,7 @@ class Controller:
         self.index = logic.Index()
         await self.load_sent()
         start_rev = await self.store.kv.last_revision()
-        async with aclosing(self.store.watch(list(logic.DOWN_RESOURCES), bookmarks=True)) as it:
+        async with aclosing(self.store.watch(list(logic.WATCHED_RESOURCES), bookmarks=True)) as it:
             async for ev in it:
                 if ev.type == BOOKMARK:
                     seq = max(start_rev, ev.revision, 1)

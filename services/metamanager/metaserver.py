@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from edgebus import kube, names
 from edgebus.bus import Bus, BusError, NoResponders, NotConnected, RequestTimeout
 from edgebus.envelope import Envelope
-from edgebus.errors import ApiError, NotFound, Timeout, Unavailable
+from edgebus.errors import ApiError, BadRequest, NotFound, Timeout, Unavailable
 from edgebus.kubehttp import WatchResponse, add_common_routes, status_response
 from edgebus.objects import Resource
 from edgebus.objects.selectors import field_predicate, label_predicate
@@ -263,12 +263,18 @@ def create_app(ctx: MetaServerContext) -> FastAPI:
             raise Unavailable("the cloud answered the forwarded write with something unexpected")
         return Response(out.get("body") or b"", status_code=int(out["status"]), media_type=(out.get("headers") or {}).get("content-type", "application/json"))
 
+    async def subresource(request: Request) -> Response:
+        sub = request.path_params["sub"]
+        raise BadRequest(f"{sub} is not served by a node's metaserver: use the cloud apiserver (edgebus kubeconfig), or edgebus {'logs' if sub == 'log' else sub}")
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     for base in ("/api/{version}", "/apis/{group}/{version}"):
         app.add_api_route(base + "/namespaces/{namespace}/{plural}/{name}/{sub}", forward, methods=["PUT", "PATCH", "POST", "DELETE"])
+        app.add_api_route(base + "/namespaces/{namespace}/{plural}/{name}/{sub}", subresource, methods=["GET"])
         app.add_api_route(base + "/namespaces/{namespace}/{plural}/{name}", item, methods=methods)
         app.add_api_route(base + "/namespaces/{namespace}/{plural}", collection, methods=methods)
         app.add_api_route(base + "/{plural}/{name}/{sub}", forward, methods=["PUT", "PATCH", "POST", "DELETE"])
+        app.add_api_route(base + "/{plural}/{name}/{sub}", subresource, methods=["GET"])
         app.add_api_route(base + "/{plural}/{name}", item, methods=methods)
         app.add_api_route(base + "/{plural}", collection, methods=methods)
     return app

@@ -55,7 +55,7 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_k
         leaf_urls={"edge-1": f"nats-leaf://127.0.0.1:{px.port}"} if px else {},
         **plan_kw,
     )
-    lab = Lab(plan)
+    lab = Lab(plan, die_with_supervisor=True)
     await lab.up()
     cloud = Bus(plan.cloud_nats_url, name="test-cloud", request_timeout=5)
     await cloud.connect(retry_for=10)

@@ -100,6 +100,7 @@ async def test_cancelling_while_stepping_down_is_not_swallowed(hub) -> None:
         done, _ = await asyncio.wait({wt}, timeout=2)
         assert wt in done and wt.cancelled()
     finally:
-        lt.cancel()
-        await asyncio.gather(lt, return_exceptions=True)
+        for t in (wt, lt):
+            t.cancel()
+        await asyncio.wait({wt, lt}, timeout=2)
         await bus.close()

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgebus.names import ObjectRef
-from edgebus.objects import CONFIGMAPS, PODS, SECRETS
+from edgebus.objects import CONFIGMAPS, ENDPOINTS, NODES, PODS, SECRETS, SERVICES
 from services.edgecontroller.logic import Index, Sent, content_hash, diff, downstream_content
 
 
@@ -150,3 +150,82 @@ def test_incremental_equals_full(events) -> None:
         assert live(sent[node]) == set(want)
         for ref, content in want.items():
             assert sent[node][ref].hash == content_hash(content)
+
+
+# -- Services and Endpoints: every node gets every one ------------------------------------
+
+SV = lambda n: ObjectRef("services", "default", n)  # noqa: E731
+EP = lambda n: ObjectRef("endpoints", "default", n)  # noqa: E731
+
+
+def node(name: str, ready: str = "True") -> dict:
+    return {"metadata": {"name": name}, "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def svc(name: str, port: int = 80) -> dict:
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": {"selector": {"app": name}, "ports": [{"port": port}]}}
+
+
+def ep(name: str, ip: str = "127.0.0.1") -> dict:
+    return {"metadata": {"name": name, "namespace": "default"}, "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 80}]}]}
+
+
+def test_services_and_endpoints_go_to_every_node_new_nodes_included() -> None:
+    ix = Index()
+    ix.apply(NODES, node("n1"), deleted=False)
+    affected = ix.apply(SERVICES, svc("web"), deleted=False)
+    assert affected == {"n1": {SV("web")}}
+    ix.apply(ENDPOINTS, ep("web"), deleted=False)
+    s1: dict = {}
+    send(ix, "n1", s1)
+    assert live(s1) == {SV("web"), EP("web")}
+    # a node that joins later gets everything at once; status updates of a node route nothing
+    affected = ix.apply(NODES, node("n2"), deleted=False)
+    assert affected == {"n2": None}
+    assert ix.apply(NODES, node("n2", "False"), deleted=False) == {}
+    s2: dict = {}
+    send(ix, "n2", s2, affected["n2"])
+    assert live(s2) == {SV("web"), EP("web")}
+    # an Endpoints change reaches both; a deleted Service is deleted on both
+    assert set(ix.apply(ENDPOINTS, ep("web", "127.0.0.2"), deleted=False)) == {"n1", "n2"}
+    assert [a.ref for a in send(ix, "n2", s2)] == [EP("web")]
+    ix.apply(SERVICES, svc("web"), deleted=True)
+    assert [(a.ref, a.delete) for a in send(ix, "n1", s1)] == [(EP("web"), False), (SV("web"), True)]
+    send(ix, "n2", s2, {EP("web")})  # n2 is not told of the Service's deletion yet
+    # a deleted node is sent deletes (its stream subjects end as tombstones)
+    affected = ix.apply(NODES, node("n2"), deleted=True)
+    acts = send(ix, "n2", s2, affected["n2"])
+    assert {(a.ref, a.delete) for a in acts} == {(EP("web"), True), (SV("web"), True)}
+    assert live(s2) == set()
+
+
+mesh_event = st.one_of(
+    st.tuples(st.just("node"), st.sampled_from(["n1", "n2"]), st.booleans()),
+    st.tuples(st.just("svc"), names_, st.integers(1, 3), st.booleans()),
+    st.tuples(st.just("ep"), names_, st.sampled_from(["127.0.0.1", "127.0.0.2"]), st.booleans()),
+    st.tuples(st.just("pod"), st.sampled_from(["p1", "p2"]), nodes_, st.lists(names_, max_size=2).map(tuple), st.booleans()),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(mesh_event, max_size=30))
+def test_incremental_equals_full_with_services_and_nodes(events) -> None:
+    ix = Index()
+    sent: dict[str, dict] = {"n1": {}, "n2": {}}
+    for ev in events:
+        if ev[0] == "node":
+            affected = ix.apply(NODES, node(ev[1]), deleted=ev[2])
+        elif ev[0] == "svc":
+            affected = ix.apply(SERVICES, svc(ev[1], ev[2]), deleted=ev[3])
+        elif ev[0] == "ep":
+            affected = ix.apply(ENDPOINTS, ep(ev[1], ev[2]), deleted=ev[3])
+        else:
+            _, name, n, cms, deleted = ev
+            affected = ix.apply(PODS, pod(name, n, cms), deleted=deleted)
+        for n, refs in affected.items():
+            send(ix, n, sent[n], refs)
+    for n in ("n1", "n2"):
+        want = ix.desired(n)
+        assert live(sent[n]) == set(want)
+        for ref, content in want.items():
+            assert sent[n][ref].hash == content_hash(content)

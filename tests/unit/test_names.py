@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgebus import names
@@ -326,3 +326,20 @@ def test_dlq_and_queue_group() -> None:
     assert subject_matches(names.DLQ_FILTER, subj)
     assert names.queue_group("cloudhub") == "edgebus-cloudhub"
     assert not subject_matches(names.DLQ_FILTER, names.JOIN_SUBJECT)
+
+
+@settings(max_examples=200)
+@given(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?(\.[a-z0-9]{1,5}){0,2}", fullmatch=True), st.from_regex(r"[a-f0-9]{16}", fullmatch=True))
+def test_mesh_tunnel_subjects_round_trip(node: str, tunnel: str) -> None:
+    subj = names.mesh_tunnel_subject(node, tunnel)
+    assert names.parse_mesh_tunnel_subject(subj) == (node, tunnel)
+    assert subj.startswith(names.mesh_tunnel_filter(node)[:-1])
+    assert names.mesh_subject(node, "open") == f"edgebus.node.{names.encode_token(node)}.mesh.open"
+
+
+def test_mesh_tunnel_subjects_reject_foreign_subjects() -> None:
+    for bad in ("edgebus.node.n1.mesh.open", "edgebus.node.n1.mesh.t", "edgebus.node.n1.mesh.t.a.b", "x.node.n1.mesh.t.ab", "edgebus.node.n1.mesh.t.A*"):
+        with pytest.raises(names.InvalidName):
+            names.parse_mesh_tunnel_subject(bad)
+    with pytest.raises(names.InvalidName):
+        names.mesh_tunnel_subject("n1", "a.b")

@@ -245,11 +245,11 @@ def test_node_rows_and_wide() -> None:
     assert rows[0][3] == "60m"  # rows() ages against the real clock
 
     headers, rows = tables.rows("nodes", [n], wide=True)
-    assert headers == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
-    assert rows[0][5:] == ["10.0.0.5", "Debian", "6.1", "containerd://1.6"]
+    assert headers == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert rows[0][5:] == ["10.0.0.5", "<none>", "Debian", "6.1", "containerd://1.6"]
 
     _, rows = tables.rows("nodes", [{"metadata": {"name": "bare"}}], wide=True)
-    assert rows == [["bare", "NotReady", "<none>", "<unknown>", "", "<none>", "<unknown>", "<unknown>", "<unknown>"]]
+    assert rows == [["bare", "NotReady", "<none>", "<unknown>", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,15 +316,15 @@ def test_pod_rows_wide_and_namespaced() -> None:
     assert all(len(r) == len(headers) for r in rows)
 
     headers, rows = tables.rows("pods", [p, bare], wide=True)
-    assert headers == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
-    assert [r[5:] for r in rows] == [["10.1.0.7", "edge-1"], ["<none>", "<none>"]]
+    assert headers == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    assert [r[5:] for r in rows] == [["10.1.0.7", "edge-1", "<none>", "<none>"], ["<none>", "<none>", "<none>", "<none>"]]
 
     headers, rows = tables.rows("pods", [p, bare], with_namespace=True)
     assert headers == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert [r[:2] for r in rows] == [["prod", "web"], ["", "pending"]]
 
     headers, _ = tables.rows("pods", [p], wide=True, with_namespace=True)
-    assert headers[0] == "NAMESPACE" and headers[-2:] == ["IP", "NODE"]
+    assert headers[0] == "NAMESPACE" and headers[-4:] == ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
 
 
 def test_columns_never_show_wide_ones_by_default() -> None:

@@ -66,6 +66,18 @@ VALID: dict[str, dict[str, Any]] = {
         "data": {"password": base64.b64encode(b"hunter2").decode()},
         "stringData": {"user": "admin"},
     },
+    "services": {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "annotations": {"edgebus.io/lb-policy": "random"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080, "targetPort": "http"}, {"name": "admin", "port": 9000, "targetPort": 9001}]},
+    },
+    "endpoints": {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "web", "namespace": "default"},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1", "nodeName": "edge-1", "targetRef": {"kind": "Pod", "name": "web-1"}}], "ports": [{"name": "http", "port": 18081}]}],
+    },
     "events": {
         "apiVersion": "v1",
         "kind": "Event",
@@ -163,6 +175,8 @@ def test_minimal_objects_pass(plural: str) -> None:
         o["spec"] = {"deviceModelRef": {"name": "m"}}
     if plural == "events":
         o["involvedObject"] = {"kind": "Pod", "name": "p"}
+    if plural == "services":
+        o["spec"] = {"ports": [{"port": 80}]}
     validate(RESOURCES[plural], o)
 
 
@@ -277,7 +291,7 @@ def test_message_reads_like_kubernetes() -> None:
     assert st["code"] == 422 and st["reason"] == "Invalid"
     assert st["message"] == exc.message
     assert st["details"]["name"] == "x"
-    assert st["details"]["kind"] == "pod"
+    assert st["details"]["kind"] == "Pod"  # the kind, as Kubernetes puts it (kubectl: The Pod "x" is invalid)
     assert st["details"]["causes"] == [
         {"field": "spec.containers[0].image", "reason": "FieldValueRequired", "message": "Required value"}
     ]

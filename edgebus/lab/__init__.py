@@ -1,0 +1,30 @@
+"""The lab: a cloud and N edge nodes on one machine, every module its own process.
+
+:mod:`edgebus.lab.plan` decides every process (command, settings, ports, dirs);
+:mod:`edgebus.lab.supervisor` runs them.
+"""
+
+from edgebus.lab.plan import (
+    CLOUD_SERVICES,
+    DEFAULT_BASE_PORT,
+    DEFAULT_DIR,
+    EDGE_SERVICES,
+    LabPlan,
+    ProcSpec,
+)
+from edgebus.lab.supervisor import Lab, LabState, control, load_state, new_token, port_free
+
+__all__ = [
+    "CLOUD_SERVICES",
+    "DEFAULT_BASE_PORT",
+    "DEFAULT_DIR",
+    "EDGE_SERVICES",
+    "Lab",
+    "LabPlan",
+    "LabState",
+    "ProcSpec",
+    "control",
+    "load_state",
+    "new_token",
+    "port_free",
+]

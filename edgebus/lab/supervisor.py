@@ -1,0 +1,348 @@
+"""The lab's supervisor: starts the plan's processes in order, waits until each is ready,
+restarts one that crashes, and takes commands on a Unix socket (``edgebus node stop|start``,
+``edgebus down``). ``lab.json`` in the data dir tells the CLI where everything is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgebus import names
+from edgebus.cri import CriClient, CriError, remove_all
+from edgebus.cri.containerd import kill_shims, prepare_dirs
+from edgebus.images import lab_images
+from edgebus.lab.plan import ProcSpec, LabPlan
+from edgebus.proc import parent_death_signal
+
+log = logging.getLogger("edgebus.lab")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclass
+class Proc:
+    spec: ProcSpec
+    popen: subprocess.Popen[bytes] | None = None
+    wanted: bool = True
+    restarts: int = 0
+    started_at: float = 0.0
+
+
+@dataclass
+class LabState:
+    """What ``lab.json`` holds."""
+
+    supervisor_pid: int
+    data_dir: str
+    apiserver: str
+    cloud_nats: str
+    token: str
+    ready: bool = False
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Lab:
+    def __init__(self, plan: LabPlan, *, die_with_supervisor: bool = False) -> None:
+        self.plan = plan
+        #: children get SIGTERM if the supervisor dies (tests: an interrupted run leaves nothing)
+        self.die_with_supervisor = die_with_supervisor
+        self.procs: dict[str, Proc] = {p.name: Proc(p) for p in plan.processes()}
+        self.data = Path(plan.data_dir)
+        self.sock_path = self.data / "lab.sock"
+        self.state_path = self.data / "lab.json"
+        self._stop = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self.ready = False
+
+    # -- processes --------------------------------------------------------------------
+    def _spawn(self, p: Proc) -> None:
+        spec = p.spec
+        Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
+        if spec.config_file and spec.config_text is not None:
+            Path(spec.config_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(spec.config_file).write_text(spec.config_text)
+        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        logf = open(spec.log, "ab")
+        p.popen = subprocess.Popen(
+            spec.argv,
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+            preexec_fn=parent_death_signal if self.die_with_supervisor else None,
+        )
+        logf.close()
+        p.started_at = time.monotonic()
+        log.info("started %s (pid %d)", spec.name, p.popen.pid)
+
+    async def _wait_ready(self, p: Proc, timeout: float = 30.0) -> None:
+        spec = p.spec
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if p.popen is not None and p.popen.poll() is not None:
+                    raise RuntimeError(f"{spec.name} exited with code {p.popen.returncode}; see {spec.log}")
+                try:
+                    if spec.ready_port:
+                        _, w = await asyncio.open_connection(self.plan.host, spec.ready_port)
+                        w.close()
+                        return
+                    if spec.ready_socket:
+                        _, w = await asyncio.open_unix_connection(spec.ready_socket)
+                        w.close()
+                        return
+                    if spec.ready_url:
+                        r = await client.get(spec.ready_url)
+                        if r.status_code == 200:
+                            return
+                except (OSError, httpx.HTTPError):
+                    pass
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"{spec.name} not ready after {timeout:.0f}s; see {spec.log}")
+
+    async def start_group(self, group: str, *, wait: bool = True) -> None:
+        procs = [p for p in self.procs.values() if p.spec.group == group]
+        for p in procs:
+            p.wanted = True
+            if p.popen is None or p.popen.poll() is not None:
+                self._spawn(p)
+            if _is_server(p.spec) and wait:  # servers before the services that use them
+                await self._wait_ready(p)
+        if wait:
+            await asyncio.gather(*(self._wait_ready(p) for p in procs if not _is_server(p.spec)))
+        self.write_state()
+
+    async def stop_group(self, group: str, *, timeout: float = 10.0, remove_pods: bool = False) -> None:
+        """SIGTERM the group's processes (services first, its servers last). A node's
+        containers are stopped before its containerd, as a power-off does (and removed
+        with ``remove_pods``, so ``edgebus down`` leaves no container behind)."""
+        procs = [p for p in self.procs.values() if p.spec.group == group]
+        for p in procs:
+            p.wanted = False
+        services = [p for p in procs if not _is_server(p.spec)]
+        servers = [p for p in procs if _is_server(p.spec)]
+        for batch in (services, servers):
+            for p in batch:
+                if p.spec.cri_address and p.popen is not None and p.popen.poll() is None:
+                    await _stop_pods(p.spec.cri_address, remove=remove_pods)
+            for p in batch:
+                if p.popen is not None and p.popen.poll() is None:
+                    p.popen.send_signal(signal.SIGTERM)
+            for p in batch:
+                await self._reap(p, timeout)
+                if p.spec.cri_address:
+                    kill_shims(p.spec.cri_address)
+        self.write_state()
+
+    async def _reap(self, p: Proc, timeout: float) -> None:
+        if p.popen is None:
+            return
+        deadline = time.monotonic() + timeout
+        while p.popen.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if p.popen.poll() is None:
+            log.warning("%s did not stop in %.0fs; killing", p.spec.name, timeout)
+            p.popen.kill()
+            p.popen.wait(5)
+
+    async def _watchdog(self) -> None:
+        """Restart processes that died while wanted (like restartPolicy: Always)."""
+        while not self._stop.is_set():
+            await asyncio.sleep(0.5)
+            for p in self.procs.values():
+                if p.wanted and p.popen is not None and p.popen.poll() is not None:
+                    code = p.popen.returncode
+                    p.restarts += 1
+                    delay = min(0.5 * 2 ** min(p.restarts, 5), 10.0)
+                    log.warning("%s exited with %s; restarting in %.1fs (restart %d)", p.spec.name, code, delay, p.restarts)
+                    p.popen = None
+                    asyncio.get_running_loop().call_later(delay, self._respawn, p)
+
+    def _respawn(self, p: Proc) -> None:
+        if p.wanted and p.popen is None and not self._stop.is_set():
+            self._spawn(p)
+            self.write_state()
+
+    # -- state and control ------------------------------------------------------------
+    def state(self) -> LabState:
+        st = LabState(
+            supervisor_pid=os.getpid(),
+            data_dir=str(self.data),
+            apiserver=self.plan.apiserver_url,
+            cloud_nats=self.plan.cloud_nats_url,
+            token=self.plan.token,
+            ready=self.ready,
+        )
+        for n in self.plan.nodes:
+            st.nodes[n] = {
+                "nats": self.plan.node_nats_url(n),
+                "mqtt": f"mqtt://{self.plan.host}:{self.plan.node_mqtt_port(n)}",
+                "domain": names.node_domain(n),
+                "metaserver": f"http://{self.plan.host}:{self.plan.metaserver_port(n)}",
+                "dns": f"{self.plan.host}:{self.plan.mesh_dns_port(n)}",
+                "logs": str(self.data / "logs" / n),
+            }
+            sim = self.plan.sim_modbus_port(n)
+            if sim:
+                st.nodes[n]["modbus_sim"] = f"{self.plan.host}:{sim}"
+        for p in self.procs.values():
+            alive = p.popen is not None and p.popen.poll() is None
+            st.processes.append(
+                {"name": p.spec.name, "pid": p.popen.pid if alive and p.popen else None, "running": alive, "wanted": p.wanted, "restarts": p.restarts, "log": p.spec.log}
+            )
+        return st
+
+    def write_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state()), indent=2))
+        tmp.replace(self.state_path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            req = json.loads(line or b"{}")
+            cmd = req.get("cmd")
+            node = req.get("node")
+            if cmd in ("stop-node", "start-node") and node not in self.plan.nodes:
+                resp: dict[str, Any] = {"ok": False, "error": f"no node {node!r} in this lab (nodes: {', '.join(self.plan.nodes)})"}
+            elif cmd == "stop-node":
+                await self.stop_group(node)
+                resp = {"ok": True}
+            elif cmd == "start-node":
+                await self.start_group(node)
+                resp = {"ok": True}
+            elif cmd == "status":
+                resp = {"ok": True, "state": asdict(self.state())}
+            elif cmd == "down":
+                self._stop.set()
+                resp = {"ok": True}
+            else:
+                resp = {"ok": False, "error": f"unknown command {cmd!r}"}
+        except Exception as exc:
+            resp = {"ok": False, "error": str(exc)}
+        writer.write(json.dumps(resp).encode() + b"\n")
+        with contextlib.suppress(Exception):
+            await writer.drain()
+            writer.close()
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def up(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        busy = [p for p in self.plan.all_ports() if not port_free(self.plan.host, p)]
+        if busy:
+            raise RuntimeError(f"ports already in use: {busy} (another lab running? try `edgebus down` or --base-port)")
+        if self.sock_path.exists():
+            self.sock_path.unlink()
+        self._server = await asyncio.start_unix_server(self._handle, path=str(self.sock_path))
+        self.write_state()
+        if self.plan.use_containerd:
+            try:
+                await asyncio.to_thread(lab_images)
+            except Exception as exc:  # pods will show ErrImagePull; the lab still runs
+                log.warning("lab images not built: %s", exc)
+            for n in self.plan.nodes:
+                prepare_dirs(self.plan.node_containerd(n))
+        await self.start_group("cloud")
+        for n in self.plan.nodes:
+            await self.start_group(n)
+        self.ready = True
+        self.write_state()
+
+    async def run(self, *, on_ready: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            await self.up()
+            if on_ready is not None:
+                on_ready(self)
+            watchdog = asyncio.create_task(self._watchdog())
+            await self._stop.wait()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            await self.down()
+
+    async def down(self) -> None:
+        self.ready = False
+        for n in reversed(self.plan.nodes):
+            await self.stop_group(n, remove_pods=True)
+            if self.plan.use_containerd:
+                shutil.rmtree(self.plan.node_containerd(n).run_dir, ignore_errors=True)
+        await self.stop_group("cloud")
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.sock_path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.unlink()
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def load_state(data_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(data_dir) / "lab.json"
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def control(data_dir: str | Path, cmd: str, **kw: Any) -> dict[str, Any]:
+    """Send a command to a running lab supervisor."""
+    path = str(Path(data_dir) / "lab.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(120)
+        s.connect(path)
+        s.sendall(json.dumps({"cmd": cmd, **kw}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return dict(json.loads(buf or b"{}"))
+
+
+def _is_server(spec: ProcSpec) -> bool:
+    return bool(spec.ready_port or spec.ready_socket)
+
+
+async def _stop_pods(address: str, *, remove: bool) -> None:
+    cri = CriClient(address, timeout=10)
+    try:
+        n = await remove_all(cri, None, remove=remove)
+        if n:
+            log.info("%s %d pod sandboxes at %s", "removed" if remove else "stopped", n, address)
+    except CriError as exc:
+        log.warning("could not stop the pods at %s: %s", address, exc)
+    finally:
+        await cri.close()
