@@ -25,7 +25,7 @@ from .conftest import RunningLab, start_lab, stop_lab
 pytestmark = pytest.mark.e2e
 
 N_CM, ROUNDS = 20, 15  # 300 updates
-REPLICATED = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller")
+REPLICATED = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "endpointcontroller")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "thermostat.yaml"
 
 
@@ -83,9 +83,11 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         await eventually(lambda: _reported(cli, "temperature"), timeout=30, interval=0.5, msg="device values in the cloud")
 
         leader = await _leader_pid(lab)
+        ep_leader = await _leader_pid(lab, "endpointcontroller")
         victims = {"cloud/apiserver", "cloud/cloudhub", "cloud/devicecontroller"}
-        victims.add(next(name for name, p in lab.lab.procs.items() if p.popen and p.popen.pid == leader))
-        assert len(victims) == 4, "one replica of each service, the edgecontroller leader among them"
+        for pid in (leader, ep_leader):
+            victims.add(next(name for name, p in lab.lab.procs.items() if p.popen and p.popen.pid == pid))
+        assert len(victims) == 5, "one replica of each service, the two leaders among them"
 
         async def load() -> None:
             for r in range(1, ROUNDS + 1):
@@ -123,8 +125,12 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         await asyncio.sleep(6)
         node = await lab.store.get(NODES, None, "edge-1")
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
-        # and the surviving edgecontroller holds the lease now
+        # and the surviving edgecontroller and endpointcontroller hold the leases now
         assert await _leader_pid(lab) != leader
+        svc = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+        assert (await api.request("POST", f"{ns}/services", json=svc)).status_code == 201
+        await eventually(lambda: _endpoints_exist(api, ns, "web"), timeout=30, msg="Endpoints from the surviving endpointcontroller")
+        assert await _leader_pid(lab, "endpointcontroller") != ep_leader
         # the surviving devicecontroller still brings device twins into the cloud (the CLI
         # talks to the surviving apiserver)
         survivor = ("--server", f"http://127.0.0.1:{plan.replica_port('apiserver', 2)}")
@@ -147,9 +153,13 @@ async def _edge_values(lab: RunningLab, v: str) -> bool:
     return len(items) == N_CM and all(i["object"]["data"] == {"v": v} for i in items)
 
 
-async def _leader_pid(lab: RunningLab) -> int:
+async def _endpoints_exist(api: Writers, ns: str, name: str) -> bool:
+    return (await api.request("GET", f"{ns}/endpoints/{name}")).status_code == 200
+
+
+async def _leader_pid(lab: RunningLab, role: str = "edgecontroller") -> int:
     kv = KV(lab.cloud, names.BUCKET_LEASES)
-    e = await eventually(lambda: kv.get("edgecontroller"), msg="an edgecontroller lease")
+    e = await eventually(lambda: kv.get(role), msg=f"an {role} lease")
     return int(e.value.decode().rsplit("-", 2)[-2])
 
 
