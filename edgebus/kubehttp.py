@@ -14,18 +14,20 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
 
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.requests import Request
-
-from edgebus import kube, openapi
-from edgebus.errors import ApiError, NotFound
-from edgebus.openapi import gnostic
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+
+from edgebus import kube, openapi
+from edgebus.bus import BusError
+from edgebus.errors import ApiError, NotFound, Unavailable
+from edgebus.openapi import gnostic
 
 log = logging.getLogger("edgebus.kubehttp")
 
@@ -167,3 +169,31 @@ def add_common_routes(
 @functools.cache
 def _v2_json() -> bytes:
     return json.dumps(openapi.v2_document(), separators=(",", ":")).encode()
+
+
+def status_route(on_response: Callable[[Request, Response], None]) -> type[APIRoute]:
+    """A FastAPI route class whose errors are answered the Kubernetes way — an
+    :class:`ApiError` as its ``Status``, bus trouble as 503, anything else as a logged 500 —
+    and whose every response is passed to ``on_response`` (metrics)."""
+
+    class StatusRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            inner = super().get_route_handler()
+
+            async def handler(request: Request) -> Response:
+                try:
+                    resp = await inner(request)
+                except ApiError as exc:
+                    resp = status_response(exc)
+                except BusError as exc:
+                    log.warning("%s %s: bus error: %s", request.method, request.url.path, exc)
+                    resp = status_response(Unavailable(f"the object store is unavailable: {exc}"))
+                except Exception as exc:
+                    log.exception("%s %s failed", request.method, request.url.path)
+                    resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
+                on_response(request, resp)
+                return resp
+
+            return handler
+
+    return StatusRoute

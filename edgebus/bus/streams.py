@@ -160,14 +160,11 @@ async def kick_sources(bus: Bus, spec: StreamSpec, *, domain: str | None = None)
         raise _wrap(exc, f"kick sources of {spec.name}") from exc
 
 
-async def stream_state(bus: Bus, stream: str, *, domain: str | None = None, subjects_filter: str | None = None) -> StreamState:
-    try:
-        info = await bus.js(domain).stream_info(stream, subjects_filter=subjects_filter)
-    except Exception as exc:
-        raise _wrap(exc, f"stream {stream}") from exc
+def _state(info: api.StreamInfo) -> StreamState:
+    """The stream's state; sources are filled in by :func:`stream_state` only."""
     st = info.state
-    out = StreamState(
-        name=stream,
+    return StreamState(
+        name=info.config.name or "",
         messages=st.messages,
         bytes=st.bytes,
         first_seq=st.first_seq,
@@ -177,6 +174,14 @@ async def stream_state(bus: Bus, stream: str, *, domain: str | None = None, subj
         max_msgs_per_subject=info.config.max_msgs_per_subject,
         created=info.created.isoformat() if info.created else "",
     )
+
+
+async def stream_state(bus: Bus, stream: str, *, domain: str | None = None, subjects_filter: str | None = None) -> StreamState:
+    try:
+        info = await bus.js(domain).stream_info(stream, subjects_filter=subjects_filter)
+    except Exception as exc:
+        raise _wrap(exc, f"stream {stream}") from exc
+    out = _state(info)
     for s in info.sources or []:
         err = None
         if s.error:
@@ -190,22 +195,7 @@ async def list_streams(bus: Bus, *, domain: str | None = None) -> list[StreamSta
         infos = await bus.js(domain).streams_info()
     except Exception as exc:
         raise _wrap(exc, "list streams") from exc
-    out = []
-    for info in infos:
-        st = info.state
-        out.append(
-            StreamState(
-                name=info.config.name or "",
-                messages=st.messages,
-                bytes=st.bytes,
-                first_seq=st.first_seq,
-                last_seq=st.last_seq,
-                consumers=st.consumer_count,
-                subjects=list(info.config.subjects or []),
-                max_msgs_per_subject=info.config.max_msgs_per_subject,
-            )
-        )
-    return out
+    return [_state(info) for info in infos]
 
 
 async def get_last(bus: Bus, stream: str, subject: str, *, domain: str | None = None) -> BusMsg | None:

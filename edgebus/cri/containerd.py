@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgebus.proc import parent_death_signal
+from edgebus.proc import parent_death_signal, stop_process
 from edgebus.images import PAUSE_IMAGE
 
 K8S_NAMESPACE = "k8s.io"
@@ -162,15 +162,9 @@ class Containerd:
         wait_socket(self.config.socket, timeout, self.proc, self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        kill_shims(self.address)
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc, timeout)
+            kill_shims(self.address)
 
     def remove_dirs(self) -> None:
         remove_dirs(self.config)

@@ -24,6 +24,7 @@ from prometheus_client import Gauge
 
 from edgebus import names
 from edgebus.bus import Backoff, Bus, Recorder, Router, StreamSpec, ensure_stream, serve
+from edgebus.bus.lease import Lease
 from edgebus.errors import RetryLater
 from edgebus.logctx import ContextFilter
 from edgebus.runtime.ops import ops_app, serve_http
@@ -109,6 +110,17 @@ class Service(Generic[C]):
 
     def readiness_check(self, name: str, fn: Callable[[], bool]) -> None:
         self._checks[name] = fn
+
+    def lead(self, role: str, work: Callable[[], Awaitable[None]], *, ttl: float, synced: Callable[[], bool]) -> Lease:
+        """Run ``work`` as a supervised task only while this replica holds the ``role``
+        lease (the others stand by and take over within ``ttl``); ready when ``synced()`` or
+        standing by; the lease is released on stop so a standby takes over at once."""
+        lease = Lease(self.bus, role, ttl=ttl)
+        self.task("lease", lease.run)
+        self.task("sync", lambda: lease.while_leader(work))
+        self.readiness_check("synced", lambda: synced() or not lease.is_leader)
+        self.on_stop(lambda _s: lease.release())
+        return lease
 
     # -- state ------------------------------------------------------------------------
     def health(self) -> dict[str, object]:

@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from edgebus import __version__
-from edgebus.bus import BusError
-from edgebus.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
+from edgebus.errors import ApiError, BadRequest, Conflict, NotFound
 from edgebus.objects import RESOURCES, Resource, rv_of
 from edgebus.objectstore import STATUS_SUBRESOURCE, ObjectStore
 from services.apiserver import exec as podexec
 from services.apiserver import fields, logic, pods
-from edgebus.kubehttp import WatchResponse, add_common_routes
+from edgebus.kubehttp import WatchResponse, add_common_routes, status_route
 
 log = logging.getLogger("edgebus.apiserver")
 
@@ -51,28 +49,12 @@ def status_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.status(), status_code=exc.code)
 
 
-class StatusRoute(APIRoute):
-    """A route whose errors are answered with Kubernetes ``Status`` bodies, and counted."""
+def _count(request: Request, resp: Response) -> None:
+    plural = request.path_params.get("plural", "")
+    REQUESTS.labels(request.method, plural if plural in RESOURCES or not plural else "unknown", str(resp.status_code)).inc()
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        inner = super().get_route_handler()
 
-        async def handler(request: Request) -> Response:
-            try:
-                resp = await inner(request)
-            except ApiError as exc:
-                resp = status_response(exc)
-            except BusError as exc:
-                log.warning("%s %s: bus error: %s", request.method, request.url.path, exc)
-                resp = status_response(Unavailable(f"the object store is unavailable: {exc}"))
-            except Exception as exc:
-                log.exception("%s %s failed", request.method, request.url.path)
-                resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
-            plural = request.path_params.get("plural", "")
-            REQUESTS.labels(request.method, plural if plural in RESOURCES or not plural else "unknown", str(resp.status_code)).inc()
-            return resp
-
-        return handler
+StatusRoute = status_route(_count)
 
 
 def _json(body: dict[str, Any], code: int = 200) -> JSONResponse:

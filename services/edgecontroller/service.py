@@ -22,7 +22,6 @@ from prometheus_client import Counter, Gauge
 
 from edgebus import names, topology
 from edgebus.bus import Backoff, Bus, BusError, CaughtUp, read_stream
-from edgebus.bus.lease import Lease
 from edgebus.envelope import OP_DELETE, OP_UPDATE, Envelope
 from edgebus.errors import RetryLater
 from edgebus.names import ObjectRef
@@ -135,11 +134,7 @@ def build(settings: Settings | None = None) -> Service[Controller]:
     # stand by and take over within lease_ttl when it dies. A crash (e.g. the cloud server
     # restarting mid-publish) restarts the loop, which re-reads the downstream state and
     # resumes with only the difference - exactly what a new leader does too.
-    lease = Lease(svc.bus, "edgecontroller", ttl=settings.edgecontroller.lease_ttl)
-    svc.task("lease", lease.run)
-    svc.task("sync", lambda: lease.while_leader(ctl.run))
-    svc.readiness_check("synced", lambda: ctl.synced or not lease.is_leader)
-    svc.on_stop(lambda _s: lease.release())
+    svc.lead("edgecontroller", ctl.run, ttl=settings.edgecontroller.lease_ttl, synced=lambda: ctl.synced)
     return svc
 
 

@@ -17,7 +17,6 @@ from contextlib import aclosing
 
 from prometheus_client import Counter, Gauge
 
-from edgebus.bus.lease import Lease
 from edgebus.errors import AlreadyExists, Conflict, Invalid, NotFound
 from edgebus.objects import ENDPOINTS, PODS, SERVICES
 from edgebus.objectstore import BOOKMARK, DELETED, ObjectStore
@@ -101,11 +100,7 @@ def build(settings: Settings | None = None) -> Service[Controller]:
     async def ensure(s: Service[Controller]) -> None:
         await store.ensure()
 
-    lease = Lease(svc.bus, "endpointcontroller", ttl=settings.endpointcontroller.lease_ttl)
-    svc.task("lease", lease.run)
-    svc.task("sync", lambda: lease.while_leader(ctl.run))
-    svc.readiness_check("synced", lambda: ctl.synced or not lease.is_leader)
-    svc.on_stop(lambda _s: lease.release())
+    svc.lead("endpointcontroller", ctl.run, ttl=settings.endpointcontroller.lease_ttl, synced=lambda: ctl.synced)
     return svc
 
 

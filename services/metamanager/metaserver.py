@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -30,7 +29,7 @@ from edgebus import kube, names
 from edgebus.bus import Bus, BusError, NoResponders, NotConnected, RequestTimeout
 from edgebus.envelope import Envelope
 from edgebus.errors import ApiError, BadRequest, NotFound, Timeout, Unavailable
-from edgebus.kubehttp import WatchResponse, add_common_routes, status_response
+from edgebus.kubehttp import WatchResponse, add_common_routes, status_response, status_route
 from edgebus.objects import Resource
 from edgebus.objects.selectors import field_predicate, label_predicate
 from services.metamanager.store import Change, MetaStore
@@ -76,22 +75,7 @@ class MetaServerContext:
     forward_timeout: float = 10.0
 
 
-class _Route(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        inner = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                resp = await inner(request)
-            except ApiError as exc:
-                resp = status_response(exc)
-            except Exception as exc:
-                log.exception("%s %s failed", request.method, request.url.path)
-                resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
-            REQUESTS.labels(request.method, str(resp.status_code)).inc()
-            return resp
-
-        return handler
+_Route = status_route(lambda request, resp: REQUESTS.labels(request.method, str(resp.status_code)).inc())
 
 
 def local_view(store: MetaStore, key: str, obj: dict[str, Any]) -> dict[str, Any]:
