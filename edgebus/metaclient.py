@@ -1,4 +1,5 @@
-"""Client of a node's metamanager: list / get / stats / watch over NATS request-reply.
+"""Client of a node's metamanager: list / get / stats over NATS request-reply, and
+:class:`Mirror`, a local copy of some kinds kept current by metamanager's change events.
 
 Local edge services use it against their own leaf server (works offline); the CLI uses it
 from the cloud through the leaf connection (``edgebus node objects NODE``), which answers
@@ -8,13 +9,17 @@ only while the node's link is up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from edgebus import names
 from edgebus.bus import Bus, BusMsg, NoResponders, NotConnected, RemoteError, RequestTimeout
 from edgebus.envelope import OP_QUERY, Envelope
 from edgebus.errors import ApiError, BadRequest, NotFound, Timeout, Unavailable
+
+log = logging.getLogger("edgebus.metaclient")
 
 
 class MetaClient:
@@ -65,30 +70,95 @@ class MetaClient:
     async def stats(self) -> dict[str, Any]:
         return dict(await self._call("stats", {}))
 
-    async def watch(self, resource: str) -> AsyncIterator[dict[str, Any]]:
-        """Current objects (``type: ADDED``) then changes, level-triggered: events at or
-        below the list's revision are dropped, so nothing is delivered twice."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-        async def on_event(m: BusMsg) -> None:
-            try:
-                env = Envelope.decode(m.data)
-            except Exception:
-                return
-            if isinstance(env.content, dict):
-                queue.put_nowait({**env.content, "revision": env.seq})
+class Mirror:
+    """The objects of some kinds of a node's local store, kept equal to what metamanager
+    holds: one listing per kind, then the change events metamanager publishes after each
+    commit (events at or below a kind's listed revision are dropped, so nothing is applied
+    twice). It re-lists every ``resync`` seconds and after :meth:`relist` (a reconnect), so
+    a lost event costs at most one resync period - and a burst of commits costs one pass of
+    ``on_change``, not one full re-read per commit.
 
-        unsub = await self.bus.subscribe(names.meta_events_subject(self.node, resource), on_event)
+    ``objects[kind]`` maps the store key to the object (status overlay included)."""
+
+    def __init__(self, client: MetaClient, kinds: Sequence[str], *, resync: float = 30.0, settle: float = 0.0) -> None:
+        self.client = client
+        self.kinds = tuple(kinds)
+        self.resync = resync
+        self.settle = settle
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
+        self.revisions: dict[str, int] = dict.fromkeys(self.kinds, 0)
+        self.loaded = False
+        self._events: asyncio.Queue[tuple[str, int, dict[str, Any]]] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._relist = True
+
+    def values(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.objects[kind].values())
+
+    def relist(self) -> None:
+        """Re-read every kind on the next pass (after a reconnect: events may be lost)."""
+        self._relist = True
+        self._wake.set()
+
+    async def _on_event(self, m: BusMsg) -> None:
         try:
-            listing = await self.list(resource)
-            rev = int(listing.get("revision") or 0)
-            for item in listing.get("items") or []:
-                yield {"type": "ADDED", "key": item["key"], "object": item.get("object"), "revision": item.get("revision")}
+            env = Envelope.decode(m.data)
+        except Exception as exc:
+            log.warning("undecodable change event on %s: %s", m.subject, exc)
+            return
+        if env.route.resource in self.objects and isinstance(env.content, dict):
+            self._events.put_nowait((env.route.resource, int(env.seq or 0), env.content))
+            self._wake.set()
+
+    async def _list(self) -> None:
+        for kind in self.kinds:
+            listing = await self.client.list(kind)
+            self.objects[kind] = {str(i["key"]): i["object"] for i in listing.get("items") or [] if isinstance(i, dict) and isinstance(i.get("object"), dict)}
+            self.revisions[kind] = int(listing.get("revision") or 0)
+
+    def _apply_events(self) -> None:
+        while not self._events.empty():
+            kind, rev, c = self._events.get_nowait()
+            if rev <= self.revisions[kind]:
+                continue
+            self.revisions[kind] = rev
+            key, obj = str(c.get("key")), c.get("object")
+            if c.get("type") == "DELETED" or not isinstance(obj, dict):
+                self.objects[kind].pop(key, None)
+            else:
+                self.objects[kind][key] = obj
+
+    async def follow(self, on_change: Callable[[Mirror], Awaitable[None] | None]) -> None:
+        """Keep the mirror current and call ``on_change`` after every listing and every
+        batch of events; runs until cancelled. Listing errors are retried every 0.5 s."""
+        bus, node = self.client.bus, self.client.node
+        subs = [await bus.subscribe(names.meta_events_subject(node, k), self._on_event) for k in self.kinds]
+        due = 0.0
+        try:
             while True:
-                ev = await queue.get()
-                if int(ev.get("revision") or 0) <= rev:
-                    continue
-                rev = int(ev["revision"])
-                yield ev
+                self._wake.clear()
+                if self._relist or time.monotonic() >= due:
+                    self._relist = False
+                    try:
+                        await self._list()
+                    except ApiError as exc:
+                        log.info("%s not readable yet: %s", "/".join(self.kinds), exc.message)
+                        self._relist = True
+                        await asyncio.sleep(0.5)
+                        continue
+                    due = time.monotonic() + self.resync
+                    self.loaded = True
+                self._apply_events()
+                result = on_change(self)
+                if result is not None:
+                    await result
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, due - time.monotonic()))
+                    if self.settle:
+                        await asyncio.sleep(self.settle)  # let a burst of commits settle into one pass
+                except TimeoutError:
+                    pass
         finally:
-            await unsub()
+            for unsub in subs:
+                await unsub()

@@ -15,7 +15,10 @@ each message exactly once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 from prometheus_client import Counter, Gauge
@@ -36,6 +39,9 @@ log = logging.getLogger("edgebus.edgecontroller")
 SENT = Counter("edgebus_downstream_sent_total", "Desired-state messages put on EDGEBUS_DOWN", ["resource", "op"])
 NODES = Gauge("edgebus_edgecontroller_nodes", "Nodes with desired state")
 
+#: downstream publishes awaiting their acknowledgement at once
+WINDOW = 256
+
 
 class Controller:
     def __init__(self, bus: Bus, store: ObjectStore) -> None:
@@ -44,6 +50,7 @@ class Controller:
         self.sent: dict[str, dict[ObjectRef, logic.Sent]] = {}
         self.index = logic.Index()
         self.synced = False
+        self.window = Window(WINDOW)
 
     async def load_sent(self) -> None:
         """What EDGEBUS_DOWN holds: the last message of every node/object subject."""
@@ -64,6 +71,17 @@ class Controller:
         log.info("downstream holds %d objects for %d nodes", sum(len(v) for v in sent.values()), len(sent))
 
     async def run(self) -> None:
+        self.window = Window(WINDOW)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._follow())
+                tg.create_task(self.window.failure())
+        except ExceptionGroup as eg:  # a publish that kept failing: start over from the stream
+            raise eg.exceptions[0] from None
+        finally:
+            self.window.cancel()
+
+    async def _follow(self) -> None:
         self.synced = False
         self.index = logic.Index()
         await self.load_sent()
@@ -75,6 +93,7 @@ class Controller:
                     nodes = self.index.nodes() | set(self.sent)
                     for node in sorted(nodes):
                         await self.sync_node(node, seq, None)
+                    await self.window.drain()
                     self.synced = True
                     log.info("initial sync done: %d nodes (sync version %d)", len(nodes), seq)
                     continue
@@ -88,10 +107,11 @@ class Controller:
     async def sync_node(self, node: str, seq: int, refs: set[ObjectRef] | None) -> None:
         sent = self.sent.setdefault(node, {})
         for a in logic.diff(self.index, node, sent, refs):
-            await self.publish(a, seq)
+            subject = names.down_subject(a.node, a.ref.resource, a.ref.namespace, a.ref.name)
+            await self.window.submit(subject, functools.partial(self.publish, subject, a, seq))
             sent[a.ref] = logic.Sent(a.hash, a.delete)
 
-    async def publish(self, a: logic.Action, seq: int) -> None:
+    async def publish(self, subject: str, a: logic.Action, seq: int) -> None:
         rv = str(((a.content or {}).get("metadata") or {}).get("resourceVersion", ""))
         content = a.content if not a.delete else {"metadata": {"name": a.ref.name, "namespace": a.ref.namespace}}
         env = Envelope.new(
@@ -103,7 +123,6 @@ class Controller:
             seq=seq,
             id=f"{names.encode_token(a.node)}:{a.ref.key}:{seq}",
         )
-        subject = names.down_subject(a.node, a.ref.resource, a.ref.namespace, a.ref.name)
         backoff = Backoff(0.1, 2.0)
         for attempt in range(8):
             try:
@@ -116,6 +135,57 @@ class Controller:
                     raise
                 log.info("publish %s failed (%s); retrying", subject, exc)
                 await asyncio.sleep(backoff.next())
+
+
+class Window:
+    """Publishes in flight, at most ``size`` (their acks are awaited together, so a burst of
+    changes is not one round trip per message). A subject's next publish starts only after
+    its previous one is acknowledged: per-subject order - latest wins - is kept. A publish
+    that fails for good surfaces from :meth:`failure` (and from the next :meth:`submit`)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.by_subject: dict[str, asyncio.Task[None]] = {}
+        self.order: deque[asyncio.Task[None]] = deque()
+        self._error: BaseException | None = None
+        self._failed = asyncio.Event()
+
+    async def submit(self, subject: str, send: Callable[[], Awaitable[None]]) -> None:
+        prev = self.by_subject.get(subject)
+        if prev is not None:
+            await prev
+        while len(self.order) >= self.size:
+            await self.order.popleft()
+        if self._error is not None:
+            raise self._error
+        t = asyncio.create_task(send())
+        self.by_subject[subject] = t
+        self.order.append(t)
+        t.add_done_callback(functools.partial(self._done, subject))
+
+    def _done(self, subject: str, t: asyncio.Task[None]) -> None:
+        if self.by_subject.get(subject) is t:
+            del self.by_subject[subject]
+        while self.order and self.order[0].done() and (self.order[0].cancelled() or self.order[0].exception() is None):
+            self.order.popleft()
+        if not t.cancelled() and t.exception() is not None and self._error is None:
+            self._error = t.exception()
+            self._failed.set()
+
+    async def drain(self) -> None:
+        while self.order:
+            await self.order.popleft()
+
+    async def failure(self) -> None:
+        await self._failed.wait()
+        assert self._error is not None
+        raise self._error
+
+    def cancel(self) -> None:
+        for t in self.order:
+            t.cancel()
+        self.order.clear()
+        self.by_subject.clear()
 
 
 def build(settings: Settings | None = None) -> Service[Controller]:

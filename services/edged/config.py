@@ -18,6 +18,9 @@ class EdgedSettings(BaseModel):
     internal_ip: str = Field("", description="The node's address, reported as hostIP and as podIP of (host-network) pods; default: resolved hostname.")
     sync_interval: float = Field(1.0, gt=0, description="Seconds between relists of the runtime (exit detection, probes' effects, back-off timers).")
     resync_interval: float = Field(30.0, gt=0, description="Seconds between full re-reads of the desired pods from metamanager.")
+    source_refresh_delay: float = Field(
+        0.2, ge=0, description="After a ConfigMap or Secret a running pod uses changes, wait this long before refreshing its volumes, so a burst of changes costs one pass."
+    )
     backoff_initial: float = Field(10.0, ge=0, description="Crash back-off: delay before the 2nd restart; doubles for each further one.")
     backoff_max: float = Field(300.0, ge=0, description="Crash back-off cap (seconds).")
     backoff_reset: float = Field(600.0, gt=0, description="A container that ran this long restarts without back-off.")

@@ -80,9 +80,10 @@ class PodManager:
         self.by_name = {(S.pod_ref(p).namespace, S.pod_ref(p).name): uid for uid, p in new.items()}
         for uid, p in new.items():
             ns = S.pod_ref(p).namespace
-            uses = any((ns, r, n) in changed_refs for r, n in pod_references(p))
-            if uid not in old or _spec_part(old[uid]) != _spec_part(p) or uses or uid not in self.workers:
+            if uid not in old or _spec_part(old[uid]) != _spec_part(p) or uid not in self.workers:
                 self.worker(uid).update(p)
+            elif any((ns, r, n) in changed_refs for r, n in pod_references(p)):
+                self.worker(uid).refresh(p, self.settings.source_refresh_delay)
         for uid in set(old) - set(new):
             w = self.workers.get(uid)
             if w is not None:

@@ -58,6 +58,7 @@ class PodWorker:
         self.uid = uid
         self.pod: dict[str, Any] | None = None
         self._wake = asyncio.Event()
+        self._refresh: asyncio.TimerHandle | None = None
         self.prober = Prober(mgr.cri, self.wake, host=mgr.probe_host)
         self.published: dict[str, Any] | None = None
         self.confirmed = False
@@ -73,6 +74,17 @@ class PodWorker:
 
     def update(self, pod: dict[str, Any] | None) -> None:
         self.pod = pod
+        self.wake()
+
+    def refresh(self, pod: dict[str, Any], delay: float) -> None:
+        """A ConfigMap or Secret the pod uses changed: sync within ``delay`` (one pass for
+        a burst of changes; a spec change or any other wake syncs at once anyway)."""
+        self.pod = pod
+        if self._refresh is None:
+            self._refresh = asyncio.get_running_loop().call_later(delay, self._refresh_due)
+
+    def _refresh_due(self) -> None:
+        self._refresh = None
         self.wake()
 
     def wake(self) -> None:
@@ -102,6 +114,8 @@ class PodWorker:
                     log.exception("sync of pod %s failed", self.uid)
                     await asyncio.sleep(1.0)
         finally:
+            if self._refresh is not None:
+                self._refresh.cancel()
             await self.prober.close()
 
     # -- sync -----------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Tasks:
 
-* ``desired`` - reads the node's pods, ConfigMaps and Secrets from metamanager (local
-  request/reply, works offline) after every metamanager commit event, every
-  ``resync_interval`` and after a reconnect; hands them to the pod manager;
+* ``desired`` - mirrors the node's pods, ConfigMaps and Secrets from metamanager (a local
+  listing, works offline, then its commit events; re-listed every ``resync_interval``
+  and after a reconnect) and hands them to the pod manager after each batch of changes;
 * ``runtime-monitor`` - asks containerd for its version every 2 s; on the way up imports
   the preload images and wakes every pod; on the way down records the error;
 * ``housekeeping`` - the pod manager's tick (orphans, exits, back-offs, probes' effects);
@@ -19,10 +19,9 @@ import logging
 import socket
 
 from edgebus import names, topology
-from edgebus.bus import BusMsg
 from edgebus.cri import CriClient, CriError
-from edgebus.errors import ApiError
-from edgebus.metaclient import MetaClient
+from edgebus.metaclient import MetaClient, Mirror
+from edgebus.objects import CONFIGMAPS, PODS, SECRETS
 from edgebus.runtime import Service, setup_logging
 from services.edged import images, node
 from services.edged.config import Settings
@@ -56,8 +55,9 @@ class Edged:
         self.ctx = Ctx(node=self.node, settings=settings, bus=self.svc.bus, cri=self.cri, manager=self.mgr)
         self.svc.ctx = self.ctx
         self._runtime_changed = asyncio.Event()
-        self._desired_changed = asyncio.Event()
-        self.svc.bus.on_state(lambda up: self._desired_changed.set() if up else None)  # re-read after a reconnect
+        mc = MetaClient(self.svc.bus, self.node, timeout=5.0, source="edged")
+        self.desired = Mirror(mc, (PODS.plural, CONFIGMAPS.plural, SECRETS.plural), resync=self.cfg.resync_interval)
+        self.svc.bus.on_state(lambda up: self.desired.relist() if up else None)  # events may be lost while down
         self._transition = ""
         self.mgr.on_runtime_change.append(self._runtime_changed.set)
         self.svc.on_start(self._ensure_streams)
@@ -78,32 +78,7 @@ class Edged:
 
     # -- desired state ---------------------------------------------------------------------
     async def _desired(self) -> None:
-        bus = self.svc.bus
-        mc = MetaClient(bus, self.node, timeout=5.0, source="edged")
-        changed = self._desired_changed
-
-        async def on_event(_: BusMsg) -> None:
-            changed.set()
-
-        unsub = await bus.subscribe(names.meta_events_subject(self.node, None), on_event)
-        try:
-            while True:
-                changed.clear()
-                try:
-                    pods = await mc.list("pods")
-                    cms = await mc.list("configmaps")
-                    secrets = await mc.list("secrets")
-                except ApiError as exc:
-                    log.info("desired pods not readable yet: %s", exc.message)
-                    await asyncio.sleep(0.5)
-                    continue
-                self.mgr.set_desired(_objects(pods), _objects(cms), _objects(secrets))
-                try:
-                    await asyncio.wait_for(changed.wait(), self.cfg.resync_interval)
-                except TimeoutError:
-                    pass
-        finally:
-            await unsub()
+        await self.desired.follow(lambda m: self.mgr.set_desired(m.values(PODS.plural), m.values(CONFIGMAPS.plural), m.values(SECRETS.plural)))
 
     # -- runtime ---------------------------------------------------------------------------
     async def _monitor(self) -> None:
@@ -151,11 +126,6 @@ class Edged:
                 await asyncio.wait_for(self._runtime_changed.wait(), self.cfg.status_interval if last_ok == ok else 1.0)
             except TimeoutError:
                 pass
-
-
-def _objects(listing: dict[str, object]) -> list[dict]:  # type: ignore[type-arg]
-    items = listing.get("items") or []
-    return [i["object"] for i in items if isinstance(i, dict) and isinstance(i.get("object"), dict)]  # type: ignore[union-attr]
 
 
 def build(settings: Settings | None = None) -> Service[Ctx]:

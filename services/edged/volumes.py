@@ -9,12 +9,15 @@
 
 Each directory is bind-mounted into the containers that mount the volume; hostPath
 volumes are mounted directly. A file is rewritten (atomically, by rename) only when its
-content changed, so containers see ConfigMap updates without a restart, as in Kubernetes.
+content changed, so containers see ConfigMap updates without a restart, as in Kubernetes;
+a volume whose source did not change since edged last projected it is not touched at all
+(a pod mounting many ConfigMaps costs one comparison per volume when one of them changes).
 Deleting the pod removes the whole directory.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -31,8 +34,16 @@ def log_dir(data_dir: str | Path, ref: PodRef) -> Path:
     return pod_dir(data_dir, ref) / "logs"
 
 
+# target directory -> what was last projected there (data, items, mode); in memory only, so
+# a restarted edged re-checks every file once.
+_projected: dict[str, tuple[dict[str, bytes], list[Any] | None, int]] = {}
+
+
 def remove_pod_dir(data_dir: str | Path, dir_name: str) -> None:
     p = Path(data_dir) / "pods" / dir_name
+    prefix = f"{p}/"
+    for k in [k for k in _projected if k.startswith(prefix)]:
+        del _projected[k]
     if p.parent.name == "pods" and p.exists():
         shutil.rmtree(p, ignore_errors=True)
 
@@ -59,6 +70,11 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def _project(target: Path, data: dict[str, bytes], items: list[Any] | None, mode: int, what: str) -> None:
     """Write ``data`` (or the selected ``items``) as files under ``target``; drop others."""
+    key = str(target)
+    last = _projected.get(key)
+    if last is not None and last == (data, items or None, mode) and target.is_dir():
+        return
+    _projected.pop(key, None)
     target.mkdir(parents=True, exist_ok=True)
     files: dict[str, tuple[bytes, int]] = {}
     if items:
@@ -82,6 +98,7 @@ def _project(target: Path, data: dict[str, bytes], items: list[Any] | None, mode
     for p in sorted(target.rglob("*"), key=lambda x: len(str(x)), reverse=True):
         if p.is_file() and p not in wanted and not p.name.startswith("."):
             p.unlink(missing_ok=True)
+    _projected[key] = (dict(data), copy.deepcopy(items) or None, mode)
 
 
 def prepare(data_dir: str | Path, pod: dict[str, Any], ref: PodRef, sources: Sources) -> tuple[dict[str, str], set[str]]:

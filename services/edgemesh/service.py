@@ -2,9 +2,9 @@
 
 Tasks:
 
-* ``table`` - reads Services, Endpoints and the node's pods from metamanager (local
-  request/reply: works offline) after every metamanager commit event of those resources,
-  every ``resync_interval`` and after a reconnect; rebuilds the table and the listeners;
+* ``table`` - mirrors Services, Endpoints and the node's pods from metamanager (a local
+  listing: works offline, then its commit events of those resources; re-listed every
+  ``resync_interval`` and after a reconnect); rebuilds the table and the listeners;
 * ``tunnel-frames`` - one subscription for the frames of every tunnel of this node;
 * ``tunnel-open`` - tunnel requests from other nodes' edgemesh (queue group);
 * ``sweep`` - tunnel keepalives and idle resets.
@@ -17,9 +17,8 @@ import logging
 from typing import Any
 
 from edgebus import names
-from edgebus.bus import BusMsg, Router
-from edgebus.errors import ApiError
-from edgebus.metaclient import MetaClient
+from edgebus.bus import Router
+from edgebus.metaclient import MetaClient, Mirror
 from edgebus.objects import ENDPOINTS, PODS, SERVICES
 from edgebus.runtime import Service, setup_logging
 from services.edgemesh import logic
@@ -33,10 +32,6 @@ log = logging.getLogger("edgebus.edgemesh")
 WATCHED = (SERVICES.plural, ENDPOINTS.plural, PODS.plural)
 
 
-def _objects(listing: dict[str, Any]) -> list[dict[str, Any]]:
-    return [i["object"] for i in listing.get("items") or [] if isinstance(i.get("object"), dict)]
-
-
 class Mesh:
     def __init__(self, settings: Settings, svc: Service[Any]) -> None:
         assert settings.node, "edgemesh needs the node name (EDGEBUS_NODE)"
@@ -45,7 +40,7 @@ class Mesh:
         self.svc = svc
         self.table = logic.Table(self.node)
         self.loaded = False
-        self.changed = asyncio.Event()
+        self.mirror = Mirror(MetaClient(svc.bus, self.node, timeout=5.0, source="edgemesh"), WATCHED, resync=self.cfg.resync_interval, settle=0.02)
         cfg = self.cfg
         self.tunnels = Tunnels(
             svc.bus,
@@ -68,7 +63,7 @@ class Mesh:
             timeout=cfg.upstream_timeout,
         )
         self.dns = DnsServer(self.resolver, cfg.dns_host, cfg.dns_port) if cfg.dns_port else None
-        svc.bus.on_state(lambda up: self.changed.set() if up else None)
+        svc.bus.on_state(lambda up: self.mirror.relist() if up else None)
 
     async def start_dns(self, _: Service[Any]) -> None:
         if self.dns is not None and self.dns._udp is None:
@@ -76,35 +71,13 @@ class Mesh:
 
     async def follow(self) -> None:
         """Keep the table equal to what metamanager holds (level-triggered)."""
-        bus = self.svc.bus
-        meta = MetaClient(bus, self.node, timeout=5.0, source="edgemesh")
 
-        async def on_event(_: BusMsg) -> None:
-            self.changed.set()
+        async def rebuild(m: Mirror) -> None:
+            self.table = logic.build_table(self.node, m.values(SERVICES.plural), m.values(ENDPOINTS.plural), m.values(PODS.plural), self.cfg.service_cidr)
+            await self.proxy.sync(self.table)
+            self.loaded = True
 
-        unsubs = [await bus.subscribe(names.meta_events_subject(self.node, r), on_event) for r in WATCHED]
-        try:
-            while True:
-                self.changed.clear()
-                try:
-                    services = _objects(await meta.list(SERVICES.plural))
-                    endpoints = _objects(await meta.list(ENDPOINTS.plural))
-                    pods = _objects(await meta.list(PODS.plural))
-                except ApiError as exc:
-                    log.info("services not readable yet: %s", exc.message)
-                    await asyncio.sleep(0.5)
-                    continue
-                self.table = logic.build_table(self.node, services, endpoints, pods, self.cfg.service_cidr)
-                await self.proxy.sync(self.table)
-                self.loaded = True
-                try:
-                    await asyncio.wait_for(self.changed.wait(), self.cfg.resync_interval)
-                    await asyncio.sleep(0.02)  # let a burst of commits settle into one re-read
-                except TimeoutError:
-                    pass
-        finally:
-            for u in unsubs:
-                await u()
+        await self.mirror.follow(rebuild)
 
     async def subscribed(self, subject: str, cb: Any, queue: str | None = None) -> None:
         bus = self.svc.bus

@@ -94,3 +94,54 @@ async def _phase(mc: MetaClient, phase: str):
 
 async def _cloud_phase(store: ObjectStore, phase: str) -> bool:
     return ((await store.get(PODS, "default", "web")).get("status") or {}).get("phase") == phase
+
+
+async def test_mirror_follows_the_local_store_by_events(mesh) -> None:
+    """A Mirror lists once, then follows metamanager's commit events: adds, a burst of
+    updates and deletes arrive without re-reading the store; garbage on the event subject
+    is skipped; relist() re-reads and changes nothing."""
+    import asyncio
+
+    from edgebus import names
+    from edgebus.metaclient import Mirror
+
+    store, _, svcs = mesh
+    edge = Bus(svcs[2].settings.nats.url, name="test-edge")
+    await edge.connect(retry_for=5)
+    mc = MetaClient(edge, "edge-1")
+    lists: list[str] = []
+    real_list = mc.list
+
+    async def counting_list(resource=None, *a, **kw):  # type: ignore[no-untyped-def]
+        lists.append(resource)
+        return await real_list(resource, *a, **kw)
+
+    mc.list = counting_list  # type: ignore[method-assign]
+    mirror = Mirror(mc, ("pods", "configmaps"), resync=300)
+    passes: list[int] = []
+    task = asyncio.create_task(mirror.follow(lambda m: passes.append(len(m.objects["configmaps"]))))
+    try:
+        await eventually(lambda: mirror.loaded, msg="initial listing")
+        await store.create(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"v": "0"}})
+        await store.create(PODS, pod("web", "edge-1", "cfg"))
+        cm_key = "/core/v1/configmaps/default/cfg"
+        await eventually(lambda: cm_key in mirror.objects["configmaps"] and "/core/v1/pods/default/web" in mirror.objects["pods"], msg="added")
+        await edge.publish(names.meta_events_subject("edge-1", "configmaps"), b"\xc1 not msgpack")
+        for i in range(1, 31):
+            cur = await store.get(CONFIGMAPS, "default", "cfg")
+            await store.update(CONFIGMAPS, {**cur, "data": {"v": str(i)}})
+        await eventually(lambda: mirror.objects["configmaps"].get(cm_key, {}).get("data") == {"v": "30"}, msg="latest update mirrored")
+        listed = (await real_list("configmaps"))["items"]
+        assert [i["object"] for i in listed] == list(mirror.objects["configmaps"].values())
+        assert sorted(lists) == ["configmaps", "pods"], "changes were followed without re-listing"
+        await store.delete(PODS, "default", "web", grace_period_seconds=0)
+        await eventually(lambda: not mirror.objects["pods"] and not mirror.objects["configmaps"], msg="deletes mirrored")
+        before = len(lists)
+        mirror.relist()
+        await eventually(lambda: len(lists) == before + 2, msg="relisted")
+        assert mirror.objects == {"pods": {}, "configmaps": {}}
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await edge.close()

@@ -229,3 +229,61 @@ def test_incremental_equals_full_with_services_and_nodes(events) -> None:
         assert live(sent[n]) == set(want)
         for ref, content in want.items():
             assert sent[n][ref].hash == content_hash(content)
+
+
+async def test_publish_window_keeps_per_subject_order_and_bounds_inflight() -> None:
+    import asyncio
+
+    from services.edgecontroller.service import Window
+
+    w = Window(2)
+    gates = {k: asyncio.Event() for k in ("a1", "b", "a2", "c")}
+    log: list[str] = []
+
+    def sender(k: str):
+        async def send() -> None:
+            log.append(f"start {k}")
+            await gates[k].wait()
+            log.append(f"done {k}")
+
+        return send
+
+    await w.submit("A", sender("a1"))
+    await w.submit("B", sender("b"))
+    second_a = asyncio.create_task(w.submit("A", sender("a2")))
+    await asyncio.sleep(0.01)
+    assert "start a2" not in log, "a subject's next publish waits for the previous one"
+    gates["a1"].set()
+    await second_a
+    third = asyncio.create_task(w.submit("C", sender("c")))
+    await asyncio.sleep(0.01)
+    assert "start c" not in log, "at most `size` publishes in flight"
+    gates["b"].set()
+    await third
+    assert log[-2:] == ["done b", "start c"], "a slot freed -> the next publish starts"
+    gates["a2"].set()
+    gates["c"].set()
+    await w.drain()
+    assert log.index("done a1") < log.index("start a2") and not w.order
+
+
+async def test_publish_window_surfaces_a_failure() -> None:
+    import asyncio
+
+    import pytest
+
+    from services.edgecontroller.service import Window
+
+    w = Window(8)
+
+    async def boom() -> None:
+        raise RuntimeError("stream gone")
+
+    async def ok() -> None:
+        return None
+
+    await w.submit("A", boom)
+    with pytest.raises(RuntimeError, match="stream gone"):
+        await asyncio.wait_for(w.failure(), 1)
+    with pytest.raises(RuntimeError, match="stream gone"):
+        await w.submit("B", ok)

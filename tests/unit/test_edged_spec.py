@@ -157,3 +157,23 @@ def test_volumes_written_updated_and_removed(tmp_path: Path) -> None:
     assert volumes.pod_dirs(tmp_path) == [ref.dir_name]
     volumes.remove_pod_dir(tmp_path, ref.dir_name)
     assert volumes.pod_dirs(tmp_path) == [] and Path(paths["host"]).is_dir(), "hostPath content is never removed"
+
+
+def test_unchanged_volumes_are_not_touched(tmp_path: Path) -> None:
+    """Re-projecting a pod whose sources did not change does no file work; a changed
+    source, or a directory removed under edged, is projected again."""
+    p = pod()
+    p["spec"]["volumes"] = [{"name": "a", "configMap": {"name": "cm"}}, {"name": "b", "configMap": {"name": "other"}}]
+    ref = S.pod_ref(p)
+    src = sources()
+    src.configmaps["other"] = {"data": {"x": "1"}}
+    paths, _ = volumes.prepare(tmp_path, p, ref, src)
+    a_file, b_file = Path(paths["a"], "greeting"), Path(paths["b"], "x")
+    b_file.write_text("tampered")  # only visible if edged rewrote b
+    src.configmaps["cm"]["data"]["greeting"] = "hello"
+    volumes.prepare(tmp_path, p, ref, src)
+    assert a_file.read_text() == "hello", "a changed source is projected"
+    assert b_file.read_text() == "tampered", "an unchanged source is not re-projected"
+    volumes.remove_pod_dir(tmp_path, ref.dir_name)
+    paths, _ = volumes.prepare(tmp_path, p, ref, src)
+    assert Path(paths["b"], "x").read_text() == "1" and Path(paths["a"], "greeting").read_text() == "hello"
