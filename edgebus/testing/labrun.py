@@ -14,9 +14,20 @@ from typing import Any
 from edgebus.lab import LabPlan, port_free
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_base_port(nodes: int, host: str = "127.0.0.1", **plan_kw: Any) -> int:
+    """A base port whose whole block is free and below the ephemeral range: a client
+    polling a port there before its server listens could otherwise connect to itself (TCP
+    simultaneous open from the same port) and take the port away from the server."""
+    top = _ephemeral_low() - 400
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(15000, max(top, 15010), 10)
         plan = LabPlan(data_dir="/nonexistent", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], base_port=base, **plan_kw)
         if all(port_free(host, p) for p in plan.all_ports()):
             return base
