@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -60,6 +61,24 @@ async def _wait_or_stop(aw: Awaitable[object], stop: asyncio.Event) -> tuple[boo
     return False, None
 
 
+async def fetch_ready(sub: Any, batch: int, timeout: float) -> list[Any]:
+    """Up to ``batch`` messages from a pull subscription, returned as soon as one is there
+    (raises a timeout when none came within ``timeout``).
+
+    A multi-message fetch that finds the consumer idle can hold its first message until the
+    request expires (the server keeps the request open for the rest of the batch), so a
+    message arriving at an idle consumer would wait up to ``timeout``. Waiting for exactly
+    one message has no such rest; what is pending behind it is then fetched by count."""
+    msgs = list(await sub.fetch(1, timeout=timeout))
+    pending = msgs[-1].metadata.num_pending if msgs else 0
+    if batch > 1 and pending:
+        try:
+            msgs += await sub.fetch(min(batch - 1, pending), timeout=min(timeout, 0.25))
+        except (nats.errors.TimeoutError, TimeoutError):
+            pass  # taken by another member of the consumer, or removed meanwhile
+    return msgs
+
+
 async def pull_loop(
     bus: Bus,
     spec: DurableSpec,
@@ -92,7 +111,7 @@ async def pull_loop(
                     sub_epoch = bus.epoch
                     if on_ready is not None:
                         on_ready()
-                ok, res = await _wait_or_stop(sub.fetch(spec.batch, timeout=expires), stop)
+                ok, res = await _wait_or_stop(fetch_ready(sub, spec.batch, expires), stop)
                 if not ok:
                     break
                 msgs = res  # type: ignore[assignment]
@@ -200,7 +219,7 @@ async def read_stream(
                         if stop_when_caught_up:
                             return
                 try:
-                    msgs = await sub.fetch(batch, timeout=poll)
+                    msgs = await fetch_ready(sub, batch, poll)
                 except (nats.errors.TimeoutError, TimeoutError):
                     if not caught_up:
                         info = await sub.consumer_info()

@@ -36,9 +36,6 @@ def up_consumer(batch: int = 200, ack_wait: float = 10.0) -> DurableSpec:
         ack_wait=ack_wait,
         max_ack_pending=max(batch * 4, 1000),
         batch=batch,
-        # an idle fetch is renewed often: a message arriving while a long fetch waits was
-        # measured to wait up to the fetch's expiry (see bench/twin_latency.py)
-        expires=0.25,
     )
 
 
