@@ -61,22 +61,34 @@ async def _wait_or_stop(aw: Awaitable[object], stop: asyncio.Event) -> tuple[boo
     return False, None
 
 
-async def fetch_ready(sub: Any, batch: int, timeout: float) -> list[Any]:
+async def fetch_ready(sub: Any, batch: int, timeout: float, *, pending: int = 0) -> list[Any]:
     """Up to ``batch`` messages from a pull subscription, returned as soon as one is there
     (raises a timeout when none came within ``timeout``).
 
-    A multi-message fetch that finds the consumer idle can hold its first message until the
-    request expires (the server keeps the request open for the rest of the batch), so a
-    message arriving at an idle consumer would wait up to ``timeout``. Waiting for exactly
-    one message has no such rest; what is pending behind it is then fetched by count."""
-    msgs = list(await sub.fetch(1, timeout=timeout))
-    pending = msgs[-1].metadata.num_pending if msgs else 0
-    if batch > 1 and pending:
+    A fetch for more messages than the consumer holds can keep what it got until its
+    request expires (the server holds the request open for the rest of the batch), so a
+    message arriving at an idle consumer would wait up to ``timeout``. So this only asks
+    for as many as are known to be there: ``pending`` (what the previous fetch left behind,
+    see :func:`pending_after`), or one - waited for - and then the count pending behind it.
+    A count that another member of a shared consumer takes first costs at most 0.25 s."""
+    if pending > 0:
         try:
-            msgs += await sub.fetch(min(batch - 1, pending), timeout=min(timeout, 0.25))
+            return list(await sub.fetch(min(batch, pending), timeout=min(timeout, 0.25)))
         except (nats.errors.TimeoutError, TimeoutError):
-            pass  # taken by another member of the consumer, or removed meanwhile
+            pass
+    msgs = list(await sub.fetch(1, timeout=timeout))
+    behind = pending_after(msgs)
+    if batch > 1 and behind:
+        try:
+            msgs += await sub.fetch(min(batch - 1, behind), timeout=min(timeout, 0.25))
+        except (nats.errors.TimeoutError, TimeoutError):
+            pass
     return msgs
+
+
+def pending_after(msgs: list[Any]) -> int:
+    """Messages the consumer still had pending when the last of ``msgs`` was delivered."""
+    return int(msgs[-1].metadata.num_pending or 0) if msgs else 0
 
 
 async def pull_loop(
@@ -96,6 +108,7 @@ async def pull_loop(
     backoff = Backoff()
     sub = None
     sub_epoch = -1
+    pending = 0
     try:
         while not stop.is_set():
             try:
@@ -111,17 +124,20 @@ async def pull_loop(
                     sub_epoch = bus.epoch
                     if on_ready is not None:
                         on_ready()
-                ok, res = await _wait_or_stop(fetch_ready(sub, spec.batch, expires), stop)
+                ok, res = await _wait_or_stop(fetch_ready(sub, spec.batch, expires, pending=pending), stop)
                 if not ok:
                     break
                 msgs = res  # type: ignore[assignment]
+                pending = pending_after(msgs)  # type: ignore[arg-type]
                 await on_batch([BusMsg.from_nats(m, jetstream=True) for m in msgs])  # type: ignore[union-attr]
                 backoff.reset()
             except (nats.errors.TimeoutError, TimeoutError):
+                pending = 0
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                pending = 0
                 delay = backoff.next()
                 log.warning("consumer %s/%s: %s; retrying in %.1fs", spec.stream, spec.durable, exc, delay)
                 if sub is not None:
@@ -177,6 +193,7 @@ async def read_stream(
     backoff = Backoff()
     sub = None
     sub_epoch = -1
+    pending = 0
     try:
         while True:
             try:
@@ -219,8 +236,10 @@ async def read_stream(
                         if stop_when_caught_up:
                             return
                 try:
-                    msgs = await fetch_ready(sub, batch, poll)
+                    msgs = await fetch_ready(sub, batch, poll, pending=pending)
+                    pending = pending_after(msgs)
                 except (nats.errors.TimeoutError, TimeoutError):
+                    pending = 0
                     if not caught_up:
                         info = await sub.consumer_info()
                         if (info.num_pending or 0) == 0:
@@ -246,6 +265,7 @@ async def read_stream(
             except GeneratorExit:
                 raise
             except Exception as exc:
+                pending = 0
                 delay = backoff.next()
                 log.info("reader on %s %s: %s; re-creating in %.1fs", stream, filters, exc, delay)
                 if sub is not None:
