@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import secrets as _secrets
 import string
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ BOOKMARK = "BOOKMARK"
 
 #: Resources whose ``status`` is a subresource: the main PUT keeps the stored status.
 STATUS_SUBRESOURCE = {"pods", "nodes", "namespaces", "devices"}
+#: how many recently read or written entries an ObjectStore keeps (see ``_remember``)
+RECENT_ENTRIES = 4096
 
 
 @dataclass(slots=True)
@@ -84,6 +87,16 @@ class ObjectStore:
     def __init__(self, bus: Bus, *, bucket: str = names.BUCKET_OBJECTS, replicas: int = 1) -> None:
         self.kv = KV(bus, bucket)
         self.replicas = replicas
+        #: entries this store read or wrote last, by key. An update naming one of these
+        #: revisions merges onto it without reading it again: a revision identifies one
+        #: content, and the compare-and-set on it still decides, so this is never stale.
+        self._recent: OrderedDict[str, KVEntry] = OrderedDict()
+
+    def _remember(self, e: KVEntry) -> None:
+        self._recent[e.key] = e
+        self._recent.move_to_end(e.key)
+        if len(self._recent) > RECENT_ENTRIES:
+            self._recent.popitem(last=False)
 
     async def ensure(self) -> None:
         await self.kv.ensure(history=1, replicas=self.replicas)
@@ -101,6 +114,7 @@ class ObjectStore:
         e = await self.kv.get(key)
         if e is None:
             raise _not_found(resource, name)
+        self._remember(e)
         return _decode(resource, e)
 
     async def list(
@@ -213,11 +227,19 @@ class ObjectStore:
         if subresource is None:
             await self._check_references(resource, obj)
         key = self._key(resource, md.get("namespace"), md["name"])
+        want_rv = md.get("resourceVersion")
+        known = self._recent.get(key)
+        if known is not None and want_rv not in (None, "") and str(want_rv) == str(known.revision):
+            merged = self._merge_for_update(resource, _decode(resource, known), obj, subresource)
+            try:
+                return await self._cas(resource, key, merged, known.revision)
+            except Conflict:
+                self._recent.pop(key, None)  # changed or deleted since: answer from a fresh read
         cur = await self.kv.get(key)
         if cur is None:
             raise _not_found(resource, md["name"])
+        self._remember(cur)
         current = _decode(resource, cur)
-        want_rv = md.get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != str(cur.revision):
             raise _conflict(resource, md["name"])
         merged = self._merge_for_update(resource, current, obj, subresource)
@@ -252,10 +274,12 @@ class ObjectStore:
     async def _cas(self, resource: Resource, key: str, obj: dict[str, Any], revision: int) -> dict[str, Any]:
         md = obj["metadata"]
         md.pop("resourceVersion", None)
+        value = pack(obj)
         try:
-            rev = await self.kv.update(key, pack(obj), revision, headers={names.HDR_OP: "update", names.HDR_RESOURCE: resource.plural})
+            rev = await self.kv.update(key, value, revision, headers={names.HDR_OP: "update", names.HDR_RESOURCE: resource.plural})
         except WrongRevision:
             raise _conflict(resource, md.get("name", "")) from None
+        self._remember(KVEntry(key=key, value=value, revision=rev))
         md["resourceVersion"] = str(rev)
         return obj
 
@@ -321,6 +345,7 @@ class ObjectStore:
         body["metadata"].pop("resourceVersion", None)
         try:
             rev = await self.kv.delete(key, revision=cur.revision, value=pack(body), headers={names.HDR_OP: "delete", names.HDR_RESOURCE: resource.plural})
+            self._recent.pop(key, None)
         except WrongRevision:
             raise _conflict(resource, name) from None
         obj["metadata"]["resourceVersion"] = str(rev)

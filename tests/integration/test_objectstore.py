@@ -117,3 +117,36 @@ async def test_watch_from_revision_and_initial(store: ObjectStore) -> None:
     await asyncio.wait_for(t, 5)
     # existing objects first (synthetic ADDED, w1 is deleted so absent), then the live create
     assert seen == [(ADDED, "w0"), (ADDED, "w2"), (ADDED, "w3")]
+
+
+async def test_update_on_a_known_revision_skips_the_read_and_stays_exact(store: ObjectStore, bus) -> None:  # type: ignore[no-untyped-def]
+    """An update naming the revision this store last read or wrote merges onto that entry
+    without reading it again; a write by another replica in between still makes it a 409,
+    and a delete a 404 - the compare-and-set decides, never the remembered entry."""
+    reads: list[str] = []
+    real_get = store.kv.get
+
+    async def counting_get(key: str):  # type: ignore[no-untyped-def]
+        reads.append(key)
+        return await real_get(key)
+
+    store.kv.get = counting_get  # type: ignore[method-assign]
+    created = await store.create(CONFIGMAPS, cm("k", v="0"))
+    got = await store.get(CONFIGMAPS, "default", "k")
+    reads.clear()
+    cur = got
+    for i in range(1, 4):
+        cur = await store.update(CONFIGMAPS, dict(cur, data={"v": str(i)}))
+    assert reads == [], "each update named the revision the previous one wrote"
+    assert cur["metadata"]["uid"] == created["metadata"]["uid"] and cur["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
+    assert (await ObjectStore(bus).get(CONFIGMAPS, "default", "k"))["data"] == {"v": "3"}
+
+    other = ObjectStore(bus)  # another apiserver replica
+    theirs = await other.update(CONFIGMAPS, dict(await other.get(CONFIGMAPS, "default", "k"), data={"v": "theirs"}))
+    with pytest.raises(Conflict):
+        await store.update(CONFIGMAPS, dict(cur, data={"v": "mine"}))
+    assert (await other.get(CONFIGMAPS, "default", "k"))["data"] == {"v": "theirs"}
+    mine = await store.update(CONFIGMAPS, dict(theirs, data={"v": "mine"}))
+    await other.delete(CONFIGMAPS, "default", "k")
+    with pytest.raises(NotFound):
+        await store.update(CONFIGMAPS, dict(mine, data={"v": "again"}))
