@@ -70,7 +70,8 @@ async def fetch_ready(sub: Any, batch: int, timeout: float, *, pending: int = 0)
     message arriving at an idle consumer would wait up to ``timeout``. So this only asks
     for as many as are known to be there: ``pending`` (what the previous fetch left behind,
     see :func:`pending_after`), or one - waited for - and then the count pending behind it.
-    A count that another member of a shared consumer takes first costs at most 0.25 s."""
+    A count that shrank meanwhile (another member of a shared consumer took some, or a
+    newer message replaced one on its subject) costs at most 0.25 s."""
     if pending > 0:
         try:
             return list(await sub.fetch(min(batch, pending), timeout=min(timeout, 0.25)))
