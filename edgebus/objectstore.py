@@ -209,12 +209,14 @@ class ObjectStore:
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
         key = self._key(resource, ns, md["name"])
+        value = pack(obj)
         try:
-            rev = await self.kv.create(key, pack(obj), headers={names.HDR_OP: "create", names.HDR_RESOURCE: resource.plural})
+            rev = await self.kv.create(key, value, headers={names.HDR_OP: "create", names.HDR_RESOURCE: resource.plural})
         except KeyExists:
             raise AlreadyExists(
                 f'{resource.plural} "{md["name"]}" already exists', details={"name": md["name"], "kind": resource.plural}
             ) from None
+        self._remember(KVEntry(key=key, value=value, revision=rev))
         md["resourceVersion"] = str(rev)
         return obj
 
