@@ -2,9 +2,9 @@
 
 Source: the ``kubernetes-validate`` package (a test dependency, pinned), which ships the
 schema definitions of each Kubernetes release converted to JSON Schema. This turns them
-back into the OpenAPI v2 (swagger) form the API server publishes, keeps the ``core/v1``
-kinds and everything they reference (plus the ``meta/v1`` types the API paths name), and
-writes them compressed, sorted, reproducibly::
+back into the OpenAPI v2 (swagger) form the API server publishes, keeps the kinds of the
+group-versions in ``GROUP_VERSIONS`` and everything they reference (plus the ``meta/v1``
+types the API paths name), and writes them compressed, sorted, reproducibly::
 
     python -m edgebus.openapi.build            # rewrite the file
     python -m edgebus.openapi.build --check    # exit 1 if the file is out of date
@@ -34,6 +34,20 @@ EXTRA = (
     "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
 )
 _REF_PREFIX = "#/$defs/"
+#: The group-versions whose kinds are vendored (served now, or by the resources built on them).
+GROUP_VERSIONS = (
+    ("", "v1"),
+    ("apps", "v1"),
+    ("batch", "v1"),
+    ("policy", "v1"),
+    ("autoscaling", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+    ("authentication.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
+    ("node.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+)
 
 
 def source_file(version: str = K8S_VERSION) -> Path:
@@ -76,12 +90,12 @@ def _swagger(x: Any) -> Any:
 
 
 def convert(defs: dict[str, Any]) -> dict[str, Any]:
-    """The core/v1 kinds and their closure, as swagger definitions."""
+    """The kinds of ``GROUP_VERSIONS`` and their closure, as swagger definitions."""
     roots = [
         name
         for name, d in defs.items()
-        if name.startswith("io.k8s.api.core.v1.")
-        and any(g.get("group") == "" and g.get("version") == "v1" for g in d.get("x-kubernetes-group-version-kind") or [])
+        if name.startswith("io.k8s.api.")
+        and any((g.get("group"), g.get("version")) in GROUP_VERSIONS for g in d.get("x-kubernetes-group-version-kind") or [])
     ]
     seen: set[str] = set()
     stack = [*roots, *EXTRA]
