@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import ssl
 import sys
 import tempfile
 import threading
@@ -31,7 +32,6 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgebus import names  # noqa: E402
-from edgebus.bus import Bus  # noqa: E402
 from edgebus.envelope import Envelope  # noqa: E402
 from edgebus.lab import Lab, LabPlan  # noqa: E402
 from edgebus.testing.labrun import free_base_port  # noqa: E402
@@ -44,17 +44,24 @@ class Http:
     """A cheap HTTP/1.1 client: one keep-alive connection per thread (stdlib), so the load
     generator does not eat the CPU the system under test needs on a 2-core machine."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, ca_file: str | None = None, token: str | None = None) -> None:
         u = urlparse(base)
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.https = u.scheme == "https"
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or (443 if self.https else 80)
+        self.ctx = ssl.create_default_context(cafile=ca_file) if self.https else None
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.local = threading.local()
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self.ctx)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            self.local.conn = conn
         data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        conn.request(method, path, body=data, headers={**self.headers, **({"Content-Type": "application/json"} if data else {})})
         r = conn.getresponse()
         return r.status, json.loads(r.read() or b"{}")
 
@@ -68,9 +75,12 @@ def fmt(ms: list[float]) -> str:
     return f"p50 {pct(ms, 50):6.2f} ms   p99 {pct(ms, 99):6.2f} ms   max {max(ms):6.2f} ms"
 
 
-async def raw_baseline(cloud_url: str, edge_url: str, n: int, burst: int) -> tuple[list[float], float]:
-    pub = Bus(cloud_url, name="bench-raw-pub")
-    sub = Bus(edge_url, name="bench-raw-sub")
+async def raw_baseline(plan: LabPlan, n: int, burst: int) -> tuple[list[float], float]:
+    """nats-py publish in the cloud -> subscriber on the node's server, same credentials and
+    TLS as the system's own traffic (a subject under the node's own namespace)."""
+    pub = plan.cloud_bus("bench-raw-pub")
+    sub = plan.node_bus(NODE, "bench-raw-sub")
+    subject = f"{names.node_filter(NODE)[:-2]}.bench.raw"
     await pub.connect(retry_for=5)
     await sub.connect(retry_for=5)
     arrived: dict[int, float] = {}
@@ -83,13 +93,13 @@ async def raw_baseline(cloud_url: str, edge_url: str, n: int, burst: int) -> tup
         if len(arrived) >= target[0]:
             done.set()
 
-    unsub = await sub.subscribe("bench.raw", on)
+    unsub = await sub.subscribe(subject, on)
     await sub.flush()
     await asyncio.sleep(0.5)  # interest propagates over the leaf
     sent: dict[int, float] = {}
     for i in range(n):
         sent[i] = time.perf_counter()
-        await pub.publish("bench.raw", str(i).encode())
+        await pub.publish(subject, str(i).encode())
         await asyncio.sleep(0.01)
     await asyncio.wait_for(done.wait(), 10)
     lat = [(arrived[i] - sent[i]) * 1000 for i in range(n)]
@@ -99,7 +109,7 @@ async def raw_baseline(cloud_url: str, edge_url: str, n: int, burst: int) -> tup
     target[0] = burst
     t0 = time.perf_counter()
     for i in range(burst):
-        await pub.publish("bench.raw", str(i).encode())
+        await pub.publish(subject, str(i).encode())
     await asyncio.wait_for(done.wait(), 30)
     tput = burst / (time.perf_counter() - t0)
     await unsub()
@@ -114,22 +124,32 @@ async def main() -> None:
     ap.add_argument("--burst", type=int, default=3000, help="updates in the throughput run")
     ap.add_argument("--objects", type=int, default=50, help="ConfigMaps the updates spread over")
     ap.add_argument("--writers", type=int, default=16, help="concurrent API writers in the throughput run")
+    ap.add_argument("--tls", choices=("both", "on", "off"), default="both", help="TLS on the cloud's ports and the API (both: run twice and compare)")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-"))
-    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), token="bench", heartbeat=5, log_level="WARNING")
-    lab = Lab(plan, die_with_supervisor=True)
-    print(f"starting lab in {tmp} ...", flush=True)
-    await lab.up()
-    try:
-        await run(plan, args)
-    finally:
-        await lab.down()
+    results: dict[bool, dict[str, float]] = {}
+    for tls in {"both": (False, True), "on": (True,), "off": (False,)}[args.tls]:
+        tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-"))
+        plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), heartbeat=5, log_level="WARNING", tls=tls)
+        lab = Lab(plan, die_with_supervisor=True)
+        print(f"\n== TLS {'on' if tls else 'off'} (credentials on every connection either way): lab in {tmp} ...", flush=True)
+        await lab.up()
+        try:
+            results[tls] = await run(plan, args)
+        finally:
+            await lab.down()
+    if len(results) == 2:
+        on, off = results[True], results[False]
+        print("\nTLS on / TLS off (same machine, same run)")
+        print(f"  latency p50 {on['p50'] / off['p50']:5.2f}x   p99 {on['p99'] / off['p99']:5.2f}x   throughput {on['tput'] / off['tput']:5.2f}x")
+    last = results.get(True) or results[False]
+    tls_ratio = f" tls_tput_ratio={results[True]['tput'] / results[False]['tput']:.3f}" if len(results) == 2 else ""
+    print(f"RESULT p50_ms={last['p50']:.2f} p99_ms={last['p99']:.2f} updates_per_s={last['tput']:.0f}{tls_ratio}")
 
 
-async def run(plan: LabPlan, args: argparse.Namespace) -> None:
-    api = Http(plan.apiserver_url)
-    edge = Bus(plan.node_nats_url(NODE), name="bench-edge")
+async def run(plan: LabPlan, args: argparse.Namespace) -> dict[str, float]:
+    api = Http(plan.apiserver_url, ca_file=plan.tls_ca_file, token=plan.admin_token())
+    edge = plan.node_bus(NODE, "bench-edge")
     await edge.connect(retry_for=10)
     committed: dict[tuple[str, str], float] = {}
     events = asyncio.Event()
@@ -215,7 +235,7 @@ async def run(plan: LabPlan, args: argparse.Namespace) -> None:
     t_edge = max(committed[(n, v)] for n, v in last_ver.items()) - t0
     total = sum(counts)
 
-    raw_lat, raw_tput = await raw_baseline(plan.cloud_nats_url, plan.node_nats_url(NODE), args.updates, args.burst * 10)
+    raw_lat, raw_tput = await raw_baseline(plan, args.updates, args.burst * 10)
     await edge.close()
 
     print()
@@ -230,6 +250,7 @@ async def run(plan: LabPlan, args: argparse.Namespace) -> None:
     print(f"  latency p50 {pct(lat, 50) / pct(raw_lat, 50):6.1f}x   p99 {pct(lat, 99) / pct(raw_lat, 99):6.1f}x   throughput {total / t_edge / raw_tput:6.4f}x")
     ok = pct(lat, 50) <= 20 and pct(lat, 99) <= 100 and total / t_edge >= 1000
     print(f"targets (p50 <= 20 ms, p99 <= 100 ms at 100/s, >= 1000 updates/s): {'met' if ok else 'NOT met'}")
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "tput": total / t_edge}
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import dns.asyncquery  # noqa: E402
 import dns.message  # noqa: E402
 
 from edgebus import names  # noqa: E402
-from edgebus.bus import Bus  # noqa: E402
 from edgebus.envelope import Envelope  # noqa: E402
 from edgebus.lab import Lab, LabPlan  # noqa: E402
 from edgebus.objects import SERVICES  # noqa: E402
@@ -159,16 +158,16 @@ async def main() -> None:
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="edgebus-bench-mesh-")
-    plan = LabPlan(data_dir=tmp, nodes=NODES, base_port=free_base_port(len(NODES)), token="bench", devices=False, containerd=False, log_level="WARNING")
+    plan = LabPlan(data_dir=tmp, nodes=NODES, base_port=free_base_port(len(NODES)), devices=False, containerd=False, log_level="WARNING")
     lab = Lab(plan, die_with_supervisor=True)
     procs: list[subprocess.Popen[str]] = []
     print(f"starting lab in {tmp} (cloud + {len(NODES)} nodes, each module its own process)...", flush=True)
     await lab.up()
-    cloud = Bus(plan.cloud_nats_url, name="bench-cloud")
+    cloud = plan.cloud_bus("bench-cloud")
     await cloud.connect(retry_for=10)
     edges = {}
     for n in NODES:
-        edges[n] = Bus(plan.node_nats_url(n), name=f"bench-{n}")
+        edges[n] = plan.node_bus(n, f"bench-{n}")
         await edges[n].connect(retry_for=10)
     try:
         store = ObjectStore(cloud)

@@ -32,7 +32,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgebus.bus import Bus  # noqa: E402
 from edgebus.cri import CriClient, api, remove_all  # noqa: E402
 from edgebus.images import BUSYBOX_IMAGE  # noqa: E402
 from edgebus.lab import Lab, LabPlan  # noqa: E402
@@ -160,11 +159,11 @@ async def main() -> None:
         print(f"pod_startup: skipped: {why}")
         return
     tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-pods-"))
-    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), token="bench", heartbeat=2.0, devices=False, log_level="WARNING")
+    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), heartbeat=2.0, devices=False, log_level="WARNING")
     lab = Lab(plan, die_with_supervisor=True)
     print(f"starting lab in {tmp} ...", flush=True)
     await lab.up()
-    bus = Bus(plan.cloud_nats_url, name="bench", request_timeout=10)
+    bus = plan.cloud_bus("bench", request_timeout=10)
     await bus.connect(retry_for=10)
     store = ObjectStore(bus)
     host, port = "127.0.0.1", plan.apiserver_port

@@ -161,13 +161,13 @@ async def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgebus-bench-twin-"))
-    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), token="bench", heartbeat=2.0, log_level="WARNING")
+    plan = LabPlan(data_dir=str(tmp / "lab"), nodes=[NODE], base_port=free_base_port(1), heartbeat=2.0, log_level="WARNING")
     lab = Lab(plan, die_with_supervisor=True)
     print(f"starting lab in {tmp} ...", flush=True)
     await lab.up()
-    cloud = Bus(plan.cloud_nats_url, name="bench-cloud")
-    edge = Bus(plan.node_nats_url(NODE), name="bench-edge")
-    edge2 = Bus(plan.node_nats_url(NODE), name="bench-edge-2")
+    cloud = plan.cloud_bus("bench-cloud")
+    edge = plan.node_bus(NODE, "bench-edge")
+    edge2 = plan.node_bus(NODE, "bench-edge-2")
     for b in (cloud, edge, edge2):
         await b.connect(retry_for=10)
     store = ObjectStore(cloud)

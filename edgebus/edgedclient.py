@@ -85,7 +85,7 @@ class EdgedClient:
             yield bytes(res.get("data") or b"")
             return
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
-        inbox = self.bus.new_inbox()
+        inbox = self.bus.reply_subject(self.node)  # the only kind of subject the node may stream to
 
         async def on_chunk(m: BusMsg) -> None:
             try:

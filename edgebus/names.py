@@ -21,6 +21,12 @@ CLOUD_DOMAIN = "cloud"
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _TOKEN = re.compile(r"^[a-z0-9_-]+$")
 CLUSTER_NS = "_"
+#: stands for "the node whose credential this is" in the permission templates of
+#: :mod:`edgebus.identity.roles`: nats-server replaces it with the node token of the user JWT
+#: (the only non-name token the subject builders below accept)
+TEMPLATE_NODE = "{{name()}}"
+#: the same in a site server's credential: one subject per member node (its ``node`` tags)
+TEMPLATE_MEMBER = "{{tag(node)}}"
 
 
 class InvalidName(ValueError):
@@ -33,6 +39,8 @@ def is_dns1123_subdomain(name: str) -> bool:
 
 def encode_token(name: str) -> str:
     """Encode a DNS-1123 name as one subject token (reversible: ``.`` -> ``_``)."""
+    if name in (TEMPLATE_NODE, TEMPLATE_MEMBER):
+        return name
     if not is_dns1123_subdomain(name):
         raise InvalidName(f"{name!r} is not a DNS-1123 subdomain")
     return name.replace(".", "_")
@@ -88,6 +96,11 @@ STREAM_DLQ = "EDGEBUS_DLQ"
 BUCKET_OBJECTS = "edgebus-objects"
 #: cloud KV bucket of leader leases (one key per role, entries expire unless renewed).
 BUCKET_LEASES = "edgebus-leases"
+#: cloud KV bucket of node identities (cloudhub): key = node token, value = msgpack record
+#: (identity key, link certificate, when joined, when revoked)
+BUCKET_IDENTITY = "edgebus-identity"
+#: the system-account request that pushes an updated account JWT to the servers' resolvers
+CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
 
 CONSUMER_CLOUDHUB = "cloudhub"
 CONSUMER_METAMANAGER = "metamanager"
@@ -253,38 +266,152 @@ def edged_subject(node: str, op: str) -> str:
 
 
 def mesh_subject(node: str, op: str) -> str:
-    """Request/reply API of a node's edgemesh: ``open`` (a tunnel to one of the node's
-    endpoints), ``state`` (its service table)."""
+    """Request/reply API of a node's edgemesh for the node and the cloud: ``state`` (its
+    service table)."""
     return f"{PREFIX}.node.{encode_token(node)}.mesh.{op}"
 
 
-def mesh_tunnel_subject(node: str, tunnel: str) -> str:
-    """Where a node's edgemesh receives the frames of one tunnel (core NATS, flow-controlled
-    by window acks): ``edgebus.node.<node>.mesh.t.<tunnel>``."""
+# Between edge nodes, edgemesh subjects name both ends: ``edgebus.mesh.<to>.<from>...``. A
+# node may publish only where it is ``<from>`` and receive only where it is ``<to>``, so the
+# receiver knows which node sent a frame, and no third node sees it.
+
+
+def mesh_open_subject(to: str, frm: str) -> str:
+    """Where node ``frm`` asks node ``to`` to open a tunnel to one of its endpoints."""
+    return f"{PREFIX}.mesh.{encode_token(to)}.{encode_token(frm)}.open"
+
+
+def mesh_open_filter(to: str) -> str:
+    return f"{PREFIX}.mesh.{encode_token(to)}.*.open"
+
+
+def mesh_tunnel_subject(to: str, frm: str, tunnel: str) -> str:
+    """Where node ``to`` receives the frames node ``frm`` sends in one tunnel (core NATS,
+    flow-controlled by window acks): ``edgebus.mesh.<to>.<from>.t.<tunnel>``."""
     if not _TOKEN.fullmatch(tunnel):
         raise InvalidName(f"{tunnel!r} is not a tunnel id")
-    return f"{PREFIX}.node.{encode_token(node)}.mesh.t.{tunnel}"
+    return f"{PREFIX}.mesh.{encode_token(to)}.{encode_token(frm)}.t.{tunnel}"
 
 
-def mesh_tunnel_filter(node: str) -> str:
-    return f"{PREFIX}.node.{encode_token(node)}.mesh.t.*"
+def mesh_reply_subject(to: str, frm: str, tunnel: str) -> str:
+    """Where node ``to`` receives node ``frm``'s answer to its open request for ``tunnel``."""
+    if not _TOKEN.fullmatch(tunnel):
+        raise InvalidName(f"{tunnel!r} is not a tunnel id")
+    return f"{PREFIX}.mesh.{encode_token(to)}.{encode_token(frm)}.r.{tunnel}"
 
 
-def parse_mesh_tunnel_subject(subject: str) -> tuple[str, str]:
-    """``(node, tunnel)`` of a tunnel subject."""
+def mesh_tunnel_filter(to: str) -> str:
+    return f"{PREFIX}.mesh.{encode_token(to)}.*.t.*"
+
+
+def parse_mesh_tunnel_subject(subject: str) -> tuple[str, str, str]:
+    """``(to, from, tunnel)`` of a tunnel subject."""
     parts = subject.split(".")
-    if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "node" or parts[3:5] != ["mesh", "t"] or not _TOKEN.fullmatch(parts[5]):
+    if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "mesh" or parts[4] != "t" or not _TOKEN.fullmatch(parts[5]):
         raise InvalidName(f"{subject!r} is not a tunnel subject")
-    return decode_token(parts[2]), parts[5]
+    return decode_token(parts[2]), decode_token(parts[3]), parts[5]
+
+
+def parse_mesh_open_subject(subject: str) -> tuple[str, str]:
+    """``(to, from)`` of an open request's subject."""
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[0] != PREFIX or parts[1] != "mesh" or parts[4] != "open":
+        raise InvalidName(f"{subject!r} is not a tunnel-open subject")
+    return decode_token(parts[2]), decode_token(parts[3])
+
+
+def mesh_to_filter(node: str) -> str:
+    """Everything edgemesh peers send to ``node``."""
+    return f"{PREFIX}.mesh.{encode_token(node)}.*.>"
+
+
+def mesh_from_filter(node: str) -> str:
+    """Everything ``node`` sends to edgemesh peers."""
+    return f"{PREFIX}.mesh.*.{encode_token(node)}.>"
 
 
 #: cloud Object Store bucket carrying image archives to nodes (``edgebus image load``)
 BUCKET_IMAGES = "edgebus-images"
 
+#: node join and credential renewal over HTTPS, relayed by the apiserver to cloudhub (only
+#: cloud services may publish or subscribe here)
 JOIN_SUBJECT = f"{PREFIX}.hub.join"
+RENEW_SUBJECT = f"{PREFIX}.hub.renew"
 #: the apiserver's API over NATS: an HTTP request in, the HTTP response out (edge
 #: metaservers forward writes through it)
 API_REQUEST_SUBJECT = f"{PREFIX}.api.request"
+
+
+def hub_node_subject(node: str, op: str) -> str:
+    """A node's own requests to cloudhub (``renew``): ``edgebus.hub.node.<node>.<op>``. Only
+    the node's credential may publish here, so the subject names who is asking."""
+    return f"{PREFIX}.hub.node.{encode_token(node)}.{op}"
+
+
+def hub_node_filter(node: str = "*") -> str:
+    return f"{PREFIX}.hub.node.{node if node == '*' else encode_token(node)}.>"
+
+
+def parse_hub_node_subject(subject: str) -> tuple[str, str]:
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[:3] != [PREFIX, "hub", "node"]:
+        raise InvalidName(f"{subject!r} is not a node's cloudhub subject")
+    return decode_token(parts[3]), parts[4]
+
+
+def api_node_subject(node: str) -> str:
+    """The apiserver's API over NATS for one node's metaserver: ``edgebus.api.node.<node>``
+    (the subject is the node's identity: only its credential may publish on it)."""
+    return f"{PREFIX}.api.node.{encode_token(node)}"
+
+
+def addressed_node(subject: str) -> str | None:
+    """The node a ``edgebus.node.<node>...`` subject is addressed to (None for any other)."""
+    parts = subject.split(".", 3)
+    if len(parts) < 4 or parts[0] != PREFIX or parts[1] != "node":
+        return None
+    try:
+        return decode_token(parts[2])
+    except InvalidName:
+        return None
+
+
+def node_filter(node: str) -> str:
+    """Everything addressed to a node's services: ``edgebus.node.<node>.>``."""
+    return f"{PREFIX}.node.{encode_token(node)}.>"
+
+
+def reply_prefix(node: str) -> str:
+    """Where the cloud receives answers (and streams) from one node: requests addressed to a
+    node carry a reply subject under ``edgebus.reply.<node>.``, the only replies it may send."""
+    return f"{PREFIX}.reply.{encode_token(node)}"
+
+
+def reply_filter(node: str) -> str:
+    return f"{reply_prefix(node)}.>"
+
+
+def inbox_prefix(node: str) -> str:
+    """The inbox prefix of every client of a node's server: ``edgebus.inbox.<node>``."""
+    return f"{PREFIX}.inbox.{encode_token(node)}"
+
+
+def inbox_filter(node: str) -> str:
+    return f"{inbox_prefix(node)}.>"
+
+
+def mapper_inbox_prefix(node: str) -> str:
+    """The inbox prefix of a node's mappers (apart from its services')."""
+    return f"{inbox_prefix(node)}.mapper"
+
+
+def deliver_prefix(node: str) -> str:
+    """The deliver-subject prefix of a node's downstream source consumer."""
+    return f"{PREFIX}.deliver.{encode_token(node)}"
+
+
+def deliver_filter(node: str) -> str:
+    return f"{deliver_prefix(node)}.>"
 
 
 def dlq_subject(service: str) -> str:

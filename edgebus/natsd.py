@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgebus.proc import parent_death_signal, stop_process
 
@@ -43,6 +44,148 @@ def _q(v: str) -> str:
 
 
 @dataclass
+class ServerTls:
+    """A server certificate (and the CA that clients' certificates must chain to)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+    def render(self, *, verify: bool = False, indent: str = "  ") -> list[str]:
+        lines = [f"{indent}tls {{", f"{indent}  cert_file: {_q(self.cert_file)}", f"{indent}  key_file: {_q(self.key_file)}", f"{indent}  ca_file: {_q(self.ca_file)}"]
+        lines += [f"{indent}  timeout: 5"]
+        if verify:
+            lines.append(f"{indent}  verify: true")
+        return [*lines, f"{indent}}}"]
+
+
+@dataclass
+class HubAuth:
+    """Decentralized authentication on the cloud's servers: nats-server trusts the operator,
+    learns accounts from a resolver (pushed updates such as revocations persist in its dir),
+    and verifies every user JWT itself. TLS on the client port; TLS with a client
+    certificate required on the leafnode port (a node's link certificate)."""
+
+    operator_jwt: str
+    system_account: str
+    resolver_dir: str
+    #: account public key -> account JWT, loaded into the resolver at start
+    preload: dict[str, str]
+    tls: ServerTls
+    #: TLS on the client and leafnode ports (off only for benchmarks comparing with and without)
+    client_tls: bool = True
+
+    def render(self) -> list[str]:
+        lines = [
+            f"operator: {_q(self.operator_jwt)}",
+            f"system_account: {self.system_account}",
+            "resolver {",
+            "  type: full",
+            f"  dir: {_q(self.resolver_dir)}",
+            "  allow_delete: false",
+            '  interval: "2m"',
+            '  timeout: "3s"',
+            "}",
+            "resolver_preload {",
+            *[f"  {k}: {_q(v)}" for k, v in sorted(self.preload.items())],
+            "}",
+        ]
+        if self.client_tls:
+            lines += [ln[2:] for ln in self.tls.render()]
+        return lines
+
+
+@dataclass
+class LocalUser:
+    """A user of a node's own server: an nkey, or a name with a bcrypt password (MQTT clients
+    log in with user names and passwords); no permissions = the whole account."""
+
+    nkey: str | None = None
+    user: str | None = None
+    password_hash: str | None = None
+    permissions: dict[str, Any] | None = None
+
+    def render(self) -> str:
+        parts = []
+        if self.nkey:
+            parts.append(f"nkey: {self.nkey}")
+        if self.user:
+            parts += [f"user: {_q(self.user)}", f"password: {_q(self.password_hash or '')}"]
+        if self.permissions:
+            parts.append(f"permissions: {json.dumps(self.permissions)}")
+        return "{ " + ", ".join(parts) + " }"
+
+
+@dataclass
+class LeafAuth:
+    """A node's server: its users (in account ``EDGE``, which its link binds to the cloud's
+    account), a system-account user (edgehub: reloads the server after a credential
+    rotation), and the credential and link certificate of its leaf connection."""
+
+    users: list[LocalUser]
+    system_users: list[LocalUser]
+    creds_file: str
+    ca_file: str
+    cert_file: str
+    key_file: str
+    #: TLS on the link (off only when the hub's leafnode port has none: benchmarks)
+    tls: bool = True
+
+    def render(self) -> list[str]:
+        return [
+            "accounts {",
+            "  EDGE {",
+            "    jetstream: enabled",
+            "    users: [",
+            *[f"      {u.render()}" for u in self.users],
+            "    ]",
+            "  }",
+            "  SYS {",
+            "    users: [",
+            *[f"      {u.render()}" for u in self.system_users],
+            "    ]",
+            "  }",
+            "}",
+            "system_account: SYS",
+        ]
+
+    def remote(self, urls: str) -> str:
+        tls = f", tls: {{ ca_file: {_q(self.ca_file)}, cert_file: {_q(self.cert_file)}, key_file: {_q(self.key_file)}, timeout: 5 }}" if self.tls else ""
+        return f"{{ urls: [ {urls} ], account: EDGE, credentials: {_q(self.creds_file)}{tls} }}"
+
+
+@dataclass
+class SiteAuth:
+    """A *site* server (edge federation): it verifies its member nodes' credentials itself
+    (operator mode, the cloud's account preloaded) and enforces their permissions on their
+    links to it; its own uplink to the hub uses a site credential."""
+
+    operator_jwt: str
+    system_account: str
+    account: str
+    preload: dict[str, str]
+    tls: ServerTls
+    creds_file: str
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    def render(self) -> list[str]:
+        return [
+            f"operator: {_q(self.operator_jwt)}",
+            f"system_account: {self.system_account}",
+            "resolver: MEMORY",
+            "resolver_preload {",
+            *[f"  {k}: {_q(v)}" for k, v in sorted(self.preload.items())],
+            "}",
+        ]
+
+    def remote(self, urls: str) -> str:
+        tls = f"tls: {{ ca_file: {_q(self.ca_file)}, cert_file: {_q(self.cert_file)}, key_file: {_q(self.key_file)}, timeout: 5 }}"
+        return f"{{ urls: [ {urls} ], account: {self.account}, credentials: {_q(self.creds_file)}, {tls} }}"
+
+
+@dataclass
 class HubConfig:
     store_dir: str
     port: int
@@ -60,6 +203,8 @@ class HubConfig:
     routes: list[str] = field(default_factory=list)
     #: take server_name from this environment variable (e.g. POD_NAME in a StatefulSet)
     name_from_env: str | None = None
+    #: None: no authentication (only for tests of the unauthenticated protocol)
+    auth: HubAuth | None = None
 
     def render(self) -> str:
         server_name = f"${self.name_from_env}" if self.name_from_env else _q(self.name)
@@ -67,6 +212,7 @@ class HubConfig:
             f"server_name: {server_name}",
             f"listen: {_q(f'{self.host}:{self.port}')}",
             "max_payload: 8MB",
+            *(self.auth.render() if self.auth else []),
             "jetstream {",
             f"  domain: {_q(self.domain)}",
             f"  store_dir: {_q(self.store_dir)}",
@@ -76,6 +222,7 @@ class HubConfig:
             "leafnodes {",
             f"  listen: {_q(f'{self.host}:{self.leaf_port}')}",
             "  no_advertise: true",
+            *(self.auth.tls.render(verify=True) if self.auth and self.auth.client_tls else []),
             "}",
         ]
         if self.http_port:
@@ -89,6 +236,7 @@ class HubConfig:
                 f"  name: {_q(self.cluster_name)}",
                 f"  listen: {_q(f'{self.host}:{self.cluster_port}')}",
                 f"  routes: [ {routes} ]",
+                *(self.auth.tls.render(verify=True) if self.auth else []),
                 "}",
             ]
         return "\n".join(lines) + "\n"
@@ -111,13 +259,18 @@ class LeafConfig:
     #: a *site* server (edge federation): also accept the leaf connections of the site's
     #: edge nodes on this port, so they reach each other through it without the cloud
     leaf_port: int | None = None
+    #: None: no authentication (only for tests of the unauthenticated protocol)
+    auth: LeafAuth | SiteAuth | None = None
 
     def render(self) -> str:
         urls = ", ".join(_q(u) for u in self.hub_urls)
+        listen_tls = self.auth.tls.render(verify=True) if isinstance(self.auth, SiteAuth) else []
+        remote = self.auth.remote(urls) if self.auth else f"{{ urls: [ {urls} ] }}"
         lines = [
             f"server_name: {_q(self.name)}",
             f"listen: {_q(f'{self.host}:{self.port}')}",
             "max_payload: 8MB",
+            *(self.auth.render() if self.auth else []),
             f"ping_interval: {_q(self.ping_interval)}",
             f"ping_max: {self.ping_max}",
             "jetstream {",
@@ -126,12 +279,15 @@ class LeafConfig:
             f"  max_file_store: {self.max_file_store}",
             f"  sync_interval: {_q(self.sync_interval)}",
             "}",
-            "leafnodes {",
-            "  reconnect: 1",
-            f"  remotes: [ {{ urls: [ {urls} ] }} ]",
-            *([f"  listen: {_q(f'{self.host}:{self.leaf_port}')}", "  no_advertise: true"] if self.leaf_port else []),
-            "}",
         ]
+        if self.hub_urls or self.leaf_port:
+            lines += [
+                "leafnodes {",
+                "  reconnect: 1",
+                *([f"  remotes: [ {remote} ]"] if self.hub_urls else []),
+                *([f"  listen: {_q(f'{self.host}:{self.leaf_port}')}", "  no_advertise: true", *listen_tls] if self.leaf_port else []),
+                "}",
+            ]
         if self.mqtt_port:
             lines += ["mqtt {", f"  listen: {_q(f'{self.host}:{self.mqtt_port}')}", "}"]
         if self.http_port:

@@ -53,7 +53,7 @@ def edge_down(node: str, cloud_domain: str = names.CLOUD_DOMAIN) -> StreamSpec:
         name=names.STREAM_EDGE_DOWN,
         description=f"Desired state of node {node}, sourced from the cloud; latest version only",
         max_msgs_per_subject=1,
-        sources=(SourceSpec(names.STREAM_DOWN, names.down_filter(node), cloud_domain),),
+        sources=(SourceSpec(names.STREAM_DOWN, names.down_filter(node), cloud_domain, deliver_prefix=names.deliver_prefix(node)),),
     )
 
 

@@ -31,7 +31,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 @pytest.fixture
 async def bus(hub: Hub) -> AsyncIterator[Bus]:
-    b = Bus(hub.url, name="test", request_timeout=3)
+    b = hub.bus("test", request_timeout=3)
     await b.connect(retry_for=10)
     try:
         yield b

@@ -1,6 +1,6 @@
 """The bus layer: the only code in edgebus that imports nats-py."""
 
-from edgebus.bus.connection import Bus, BusMsg, PubAck, error_reply
+from edgebus.bus.connection import Bus, BusAuth, BusMsg, PubAck, error_reply
 from edgebus.bus.consumer import Backoff, CaughtUp, pull_loop, read_stream
 from edgebus.bus.errors import (
     BusError,
@@ -37,6 +37,7 @@ __all__ = [
     "Ack",
     "Backoff",
     "Bus",
+    "BusAuth",
     "BusError",
     "BusMsg",
     "CaughtUp",

@@ -8,10 +8,13 @@ server restart they must be made anew. :meth:`Bus.js` therefore caches contexts 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -20,12 +23,25 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.nuid import NUID
 
 from edgebus import names
 from edgebus.bus.errors import BusError, NoResponders, NotConnected, RemoteError, RequestTimeout, WrongRevision
 from edgebus.envelope import OP_ERROR, Envelope
 
 log = logging.getLogger("edgebus.bus")
+_nuid = NUID()
+
+
+class _QuietTlsEof(logging.Filter):
+    """nats-py's protocol answers EOF with True, which asyncio's TLS transport logs as a
+    warning on every close of a TLS connection; it means nothing here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 StateCallback = Callable[[bool], Awaitable[None] | None]
 
@@ -86,6 +102,55 @@ class BusMsg:
 
 
 @dataclass(frozen=True, slots=True)
+class BusAuth:
+    """How a connection proves who it is, and how it checks the server.
+
+    ``creds_file``: a NATS ``.creds`` file (user JWT + nkey seed; cloud services, admins, a
+    node's leaf); ``nkey_file``: a bare nkey seed (a node's local services); ``user`` /
+    ``password`` or ``token`` where a server is configured so. ``ca_file``: verify the server's
+    TLS certificate against this CA bundle (the connection then requires TLS);
+    ``cert_file``/``key_file``: present a TLS client certificate. ``inbox_prefix``: where
+    replies to this connection's requests arrive (a node's clients use their node's, the only
+    inboxes the node may receive on)."""
+
+    creds_file: str | None = None
+    nkey_file: str | None = None
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    inbox_prefix: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.ca_file:
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    def connect_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self.creds_file:
+            opts["user_credentials"] = self.creds_file
+        if self.nkey_file:
+            opts["nkeys_seed_str"] = Path(self.nkey_file).read_text().strip()
+        if self.token:
+            opts["token"] = self.token
+        if self.user:
+            opts["user"] = self.user
+            opts["password"] = self.password or ""
+        tls = self.tls_context()
+        if tls is not None:
+            opts["tls"] = tls
+        if self.inbox_prefix:
+            opts["inbox_prefix"] = self.inbox_prefix
+        return opts
+
+
+@dataclass(frozen=True, slots=True)
 class PubAck:
     stream: str
     seq: int
@@ -109,6 +174,8 @@ class Bus:
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
+        auth: BusAuth | None = None,
+        node: str | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.name = name
@@ -117,13 +184,20 @@ class Bus:
         self.max_outstanding_pings = max_outstanding_pings
         self.reconnect_wait = reconnect_wait
         self.request_timeout = request_timeout
-        self._auth = {k: v for k, v in {"token": token, "user": user, "password": password}.items() if v}
+        if auth is None:
+            auth = BusAuth(token=token, user=user, password=password)
+        if auth.inbox_prefix is None and node:
+            auth = dataclasses.replace(auth, inbox_prefix=names.inbox_prefix(node))
+        self.auth = auth
+        #: the edge node this connection belongs to (None: a cloud-side connection)
+        self.node = node
         self._nc: NatsClient | None = None
         self._epoch = 0
         self._js: dict[tuple[int, str | None], JetStreamContext] = {}
         self._listeners: list[StateCallback] = []
         self._connected = asyncio.Event()
         self._closing = False
+        self._auth_error_at = -1e9
 
     # -- connection -------------------------------------------------------------------
     @property
@@ -160,26 +234,15 @@ class Bus:
         deadline = None if retry_for is None else loop.time() + retry_for
         delay = 0.1
         while True:
+            # nats-py retries a first connection forever by itself (reconnects are unlimited):
+            # bound it by what is left of ``retry_for``
+            left = None if deadline is None else max(deadline - loop.time(), 0.5)
             try:
-                self._nc = await nats.connect(
-                    servers=self.servers,
-                    name=self.name,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=self.reconnect_wait,
-                    ping_interval=self.ping_interval,
-                    max_outstanding_pings=self.max_outstanding_pings,
-                    connect_timeout=2,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                    error_cb=self._on_error,
-                    closed_cb=self._on_closed,
-                    **self._auth,
-                )
+                self._nc = await asyncio.wait_for(self._connect_once(), left)
                 break
             except Exception as exc:
                 if deadline is not None and loop.time() >= deadline:
-                    raise NotConnected(f"cannot connect to {self.servers}: {exc}") from exc
+                    raise NotConnected(f"cannot connect to {self.servers}: {exc!r}") from exc
                 log.info("waiting for NATS at %s (%s)", self.servers, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -187,6 +250,23 @@ class Bus:
         self._connected.set()
         log.info("connected to NATS %s as %s", self._nc.connected_url.netloc if self._nc.connected_url else "?", self.name)
         await self._notify(True)
+
+    async def _connect_once(self) -> NatsClient:
+        return await nats.connect(
+            servers=self.servers,
+            name=self.name,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=self.reconnect_wait,
+            ping_interval=self.ping_interval,
+            max_outstanding_pings=self.max_outstanding_pings,
+            connect_timeout=2,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            error_cb=self._on_error,
+            closed_cb=self._on_closed,
+            **self.auth.connect_options(),
+        )
 
     async def _on_disconnected(self) -> None:
         if self._closing:
@@ -205,6 +285,12 @@ class Bus:
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, (nats.errors.StaleConnectionError, ConnectionRefusedError, ConnectionResetError, OSError)):
             log.debug("nats: %s", exc)
+        elif "Authorization Violation" in str(exc) or "Authentication" in str(exc):
+            # refused credentials: said clearly once a minute, not on every retry
+            now = asyncio.get_running_loop().time()
+            if now - self._auth_error_at > 60:
+                self._auth_error_at = now
+                log.error("the NATS server at %s refuses this process's credentials (%s); retrying", self.servers, exc)
         else:
             log.warning("nats error: %r", exc)
 
@@ -255,9 +341,34 @@ class Bus:
     async def flush(self, timeout: float = 2.0) -> None:
         await self.nc.flush(timeout=timeout)
 
+    def reply_subject(self, node: str) -> str:
+        """A fresh subject where one node may answer this connection (a node can only publish
+        replies under its own ``edgebus.reply.<node>.``)."""
+        return f"{names.reply_prefix(node)}.{_nuid.next().decode()}"
+
+    def _reply_prefix_for(self, subject: str) -> str | None:
+        node = names.addressed_node(subject)
+        if node is None or node == self.node:
+            return None
+        return names.reply_prefix(node)
+
     async def request(
-        self, subject: str, data: bytes | Envelope, *, headers: dict[str, str] | None = None, timeout: float | None = None
+        self,
+        subject: str,
+        data: bytes | Envelope,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        reply: str | None = None,
     ) -> BusMsg:
+        """Request/reply. A request addressed to another node (``edgebus.node.<n>...``) gets a
+        reply subject that node may answer on; ``reply`` names one explicitly."""
+        if reply is None:
+            prefix = self._reply_prefix_for(subject)
+            if prefix is not None:
+                reply = f"{prefix}.{_nuid.next().decode()}"
+        if reply is not None:
+            return await self._request_on(subject, data, headers, timeout or self.request_timeout, reply)
         payload, hdrs = _payload(data, headers)
         try:
             msg = await self.nc.request(subject, payload, timeout=timeout or self.request_timeout, headers=hdrs)
@@ -269,10 +380,30 @@ class Bus:
             raise NotConnected(str(exc)) from exc
         return BusMsg.from_nats(msg)
 
-    async def call(self, subject: str, env: Envelope, *, timeout: float | None = None) -> Envelope:
+    async def _request_on(self, subject: str, data: bytes | Envelope, headers: dict[str, str] | None, timeout: float, reply: str) -> BusMsg:
+        payload, hdrs = _payload(data, headers)
+        try:
+            sub = await self.nc.subscribe(reply, max_msgs=1)
+            try:
+                await self.nc.publish(subject, payload, reply=reply, headers=hdrs)
+                msg = await sub.next_msg(timeout=timeout)
+            finally:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"request on {subject} timed out") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+        if msg.headers and msg.headers.get("Status") == "503" and not msg.data:
+            raise NoResponders(f"no responders on {subject}")
+        return BusMsg.from_nats(msg)
+
+    async def call(self, subject: str, env: Envelope, *, timeout: float | None = None, reply: str | None = None) -> Envelope:
         """Request/reply with envelopes; an error reply raises :class:`RemoteError`."""
-        reply = await self.request(subject, env, timeout=timeout)
-        out = Envelope.decode(reply.data)
+        answer = await self.request(subject, env, timeout=timeout, reply=reply)
+        out = Envelope.decode(answer.data)
         if out.route.operation == OP_ERROR:
             c = out.content if isinstance(out.content, dict) else {}
             raise RemoteError(str(c.get("message", "remote error")), code=int(c.get("code", 500)), reason=str(c.get("reason", "InternalError")))

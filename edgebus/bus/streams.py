@@ -23,6 +23,9 @@ class SourceSpec:
     name: str
     filter_subject: str | None = None
     domain: str | None = None
+    #: prefix of the subjects its messages are delivered on (across domains: the only ones
+    #: the sourcing server may receive, e.g. a node's ``edgebus.deliver.<node>``)
+    deliver_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ class StreamSpec:
 
 
 def _source(s: SourceSpec) -> api.StreamSource:
-    ext = api.ExternalStream(api=names.js_api_prefix(s.domain)) if s.domain else None
+    ext = api.ExternalStream(api=names.js_api_prefix(s.domain), deliver=s.deliver_prefix) if s.domain else None
     return api.StreamSource(name=s.name, filter_subject=s.filter_subject, external=ext)
 
 

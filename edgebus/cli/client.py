@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,44 @@ def nats_url(nats: str | None, data_dir: str | None = None) -> str:
     return "nats://127.0.0.1:14200"
 
 
+def _state_path(key: str, data_dir: str | None) -> str | None:
+    st = load_state(lab_dir(data_dir))
+    v = (st or {}).get(key)
+    return str(v) if v else None
+
+
+def ca_file(data_dir: str | None = None) -> str | None:
+    """The CA bundle the cloud's certificates chain to (``EDGEBUS_CA_FILE``, or the lab's)."""
+    return os.environ.get("EDGEBUS_CA_FILE") or _state_path("ca_file", data_dir)
+
+
+def nats_creds(data_dir: str | None = None) -> str | None:
+    """NATS credentials of an admin (``EDGEBUS_NATS_CREDS``, or the lab's)."""
+    return os.environ.get("EDGEBUS_NATS_CREDS") or _state_path("admin_creds", data_dir)
+
+
+def api_token(data_dir: str | None = None) -> str | None:
+    """The bearer token for the API (``EDGEBUS_TOKEN``, or the lab's admin token)."""
+    if os.environ.get("EDGEBUS_TOKEN"):
+        return os.environ["EDGEBUS_TOKEN"]
+    f = _state_path("admin_token_file", data_dir)
+    return Path(f).read_text().strip() if f and Path(f).exists() else None
+
+
+def cloud_bus(nats: str | None, data_dir: str | None, *, name: str = "edgebus-cli", request_timeout: float = 5.0, node: str | None = None) -> Any:
+    """A connection to the cloud's NATS server as an admin. With ``node``, its replies arrive
+    where that node may send them (for JetStream requests into the node's domain)."""
+    from edgebus import names
+    from edgebus.bus import Bus, BusAuth
+
+    auth = BusAuth(creds_file=nats_creds(data_dir), ca_file=ca_file(data_dir), inbox_prefix=names.reply_prefix(node) if node else None)
+    return Bus(nats_url(nats, data_dir), name=name, request_timeout=request_timeout, auth=auth)
+
+
+def api_client(server: str | None, data_dir: str | None, timeout: float = 10.0) -> Api:
+    return Api(server_url(server, data_dir), timeout=timeout, ca_file=ca_file(data_dir), token=api_token(data_dir))
+
+
 class ApiError(Exception):
     def __init__(self, code: int, body: Any) -> None:
         self.code = code
@@ -46,9 +85,11 @@ class ApiError(Exception):
 
 
 class Api:
-    def __init__(self, base: str, timeout: float = 10.0) -> None:
+    def __init__(self, base: str, timeout: float = 10.0, *, ca_file: str | None = None, token: str | None = None) -> None:
         self.base = base
-        self.http = httpx.Client(base_url=base, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self.http = httpx.Client(base_url=base, timeout=timeout, verify=verify, headers=headers)
 
     def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None) -> Any:
         try:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgebus.cli.client import Api, ApiError, server_url
+from edgebus.cli.client import Api, ApiError, api_client
 from edgebus.cli.output import echo, fail
 from edgebus.cli.resources import api_path
 from edgebus.objects import DEVICES
@@ -21,7 +21,7 @@ app.add_typer(simulate_app, name="simulate")
 
 def _api(ctx: typer.Context) -> Api:
     opts = ctx.obj
-    return Api(server_url(getattr(opts, "server", None), getattr(opts, "data_dir", None)))
+    return api_client(getattr(opts, "server", None), getattr(opts, "data_dir", None))
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

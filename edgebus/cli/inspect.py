@@ -19,7 +19,7 @@ import typer
 
 from edgebus import names
 from edgebus.bus import Bus, BusError, BusMsg, CaughtUp, list_consumers, list_streams, read_stream, stream_state
-from edgebus.cli.client import Api, ApiError, nats_url, server_url
+from edgebus.cli.client import ApiError, api_client, cloud_bus
 from edgebus.cli.output import echo, fail, table
 from edgebus.envelope import Envelope, unpack
 from edgebus.errors import EdgebusError
@@ -28,16 +28,47 @@ from edgebus.metaclient import MetaClient
 inspect_app = typer.Typer(help="Inspect streams, consumers, nodes and live traffic (msgpack decoded).", no_args_is_help=True)
 
 
+class NodeBuses:
+    """One connection per node for JetStream requests into the node's own domain: the node's
+    server answers them, and a node may only answer under ``edgebus.reply.<node>.``."""
+
+    def __init__(self, ctx: typer.Context) -> None:
+        self.ctx = ctx
+        self.buses: dict[str, Bus] = {}
+
+    async def __call__(self, node: str) -> Bus:
+        if node not in self.buses:
+            b = cloud_bus(self.ctx.obj.nats, self.ctx.obj.data_dir, name=f"edgebus-inspect-{node}", request_timeout=3, node=node)
+            await b.connect(retry_for=5)
+            self.buses[node] = b
+        return self.buses[node]
+
+    async def close(self) -> None:
+        for b in self.buses.values():
+            await b.close()
+
+
+_node_buses: NodeBuses | None = None
+
+
+async def node_bus(node: str) -> Bus:
+    assert _node_buses is not None
+    return await _node_buses(node)
+
+
 def _run(ctx: typer.Context, fn: Callable[[Bus], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        bus = Bus(nats_url(ctx.obj.nats, ctx.obj.data_dir), name="edgebus-inspect", request_timeout=3)
+        global _node_buses
+        bus = cloud_bus(ctx.obj.nats, ctx.obj.data_dir, name="edgebus-inspect", request_timeout=3)
         try:
             await bus.connect(retry_for=5)
         except EdgebusError as exc:
             fail(f"cannot reach the cloud NATS server: {exc}")
+        _node_buses = NodeBuses(ctx)
         try:
             return await fn(bus)
         finally:
+            await _node_buses.close()
             await bus.close()
 
     try:
@@ -48,7 +79,7 @@ def _run(ctx: typer.Context, fn: Callable[[Bus], Awaitable[Any]]) -> Any:
 
 def _nodes(ctx: typer.Context) -> list[str]:
     try:
-        body = Api(server_url(ctx.obj.server, ctx.obj.data_dir)).request("GET", "/api/v1/nodes")
+        body = api_client(ctx.obj.server, ctx.obj.data_dir).request("GET", "/api/v1/nodes")
     except ApiError as exc:
         fail(str(exc))
     return [n["metadata"]["name"] for n in body.get("items", [])]
@@ -103,7 +134,7 @@ def streams(ctx: typer.Context, node: Annotated[list[str] | None, typer.Option("
     async def go(bus: Bus) -> None:
         rows = [] if node else await _domain_rows(bus, None, "cloud")
         for n in nodes:
-            rows += await _domain_rows(bus, names.node_domain(n), n)
+            rows += await _domain_rows(await node_bus(n), names.node_domain(n), n)
         echo(table(["DOMAIN", "STREAM", "SUBJECTS", "MESSAGES", "BYTES", "FIRST", "LAST", "CONSUMERS"], rows))
 
     _run(ctx, go)
@@ -123,7 +154,7 @@ async def node_state(bus: Bus, node: str) -> dict[str, Any]:
         out["metamanager"] = {"error": str(exc)}
     domain = names.node_domain(node)
     try:
-        cons = await list_consumers(bus, names.STREAM_EDGE_DOWN, domain=domain)
+        cons = await list_consumers(await node_bus(node), names.STREAM_EDGE_DOWN, domain=domain)
         out["downPending"] = {c.name: c.num_pending + c.num_ack_pending for c in cons}
     except BusError:
         out["downPending"] = {}
@@ -146,7 +177,7 @@ def consumers(ctx: typer.Context) -> None:
         for n in nodes:
             try:
                 for stream in (names.STREAM_EDGE_DOWN, names.STREAM_EDGE_UP):
-                    for c in await list_consumers(bus, stream, domain=names.node_domain(n)):
+                    for c in await list_consumers(await node_bus(n), stream, domain=names.node_domain(n)):
                         rows.append([n, stream, c.name, c.filter_subject or "", str(c.num_pending), str(c.num_ack_pending), str(c.num_redelivered)])
             except BusError as exc:
                 rows.append([n, "-", "-", f"unreachable ({type(exc).__name__})", "", "", ""])
@@ -229,6 +260,8 @@ def tail(
 
         if stream:
             dom = names.node_domain(domain) if domain else None
+            if domain:
+                bus = await node_bus(domain)
             try:
                 await stream_state(bus, stream, domain=dom)
             except BusError as exc:
@@ -262,7 +295,7 @@ def top(ctx: typer.Context, interval: float = 1.0, iterations: int = 0) -> None:
     from rich.live import Live
     from rich.table import Table
 
-    api = Api(server_url(ctx.obj.server, ctx.obj.data_dir))
+    api = api_client(ctx.obj.server, ctx.obj.data_dir)
 
     async def snapshot(bus: Bus) -> Table:
         try:

@@ -3,21 +3,28 @@ one node's metaserver (which answers from the node's store, also while it is off
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edgebus.cli.client import lab_dir, server_url
+from edgebus.cli.client import api_token, ca_file, lab_dir, server_url
 from edgebus.cli.output import fail
 from edgebus.lab import load_state
 
 
-def kubeconfig(server: str, name: str, namespace: str = "default") -> dict[str, Any]:
+def kubeconfig(server: str, name: str, namespace: str = "default", *, ca_file: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """A kubeconfig for ``server``, carrying the CA it is verified with and a bearer token."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_file and server.startswith("https://"):
+        cluster["certificate-authority-data"] = base64.b64encode(Path(ca_file).read_bytes()).decode()
+    user: dict[str, Any] = {"token": token} if token else {}
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server}}],
-        "users": [{"name": name, "user": {}}],
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": user}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
         "current-context": name,
         "preferences": {},
@@ -26,7 +33,7 @@ def kubeconfig(server: str, name: str, namespace: str = "default") -> dict[str, 
 
 def render(server: str | None, data_dir: str | None, node: str | None) -> str:
     if node is None:
-        return yaml.safe_dump(kubeconfig(server_url(server, data_dir), "edgebus"), sort_keys=False)
+        return yaml.safe_dump(kubeconfig(server_url(server, data_dir), "edgebus", ca_file=ca_file(data_dir), token=api_token(data_dir)), sort_keys=False)
     st = load_state(lab_dir(data_dir))
     info = (st or {}).get("nodes", {}).get(node)
     if not info or not info.get("metaserver"):

@@ -18,18 +18,22 @@ import typer
 
 import edgebus
 from edgebus.cli import devices as device_cmds
+from edgebus.cli import identity as identity_cmds
 from edgebus.cli import inspect as inspect_cmds
 from edgebus.cli import pods as pods_cmds
 from edgebus.cli import resources
-from edgebus.cli.client import Api, lab_dir, nats_url, server_url
+from edgebus.cli.client import Api, api_client, cloud_bus, lab_dir
 from edgebus.cli.output import dump, echo, fail, table
-from edgebus.lab import DEFAULT_BASE_PORT, Lab, LabPlan, control, load_state, new_token
+from edgebus.lab import DEFAULT_BASE_PORT, Lab, LabPlan, control, load_state
 
 app = typer.Typer(help="edgebus: Kubernetes-style edge computing over NATS.", no_args_is_help=True, add_completion=False)
 node_app = typer.Typer(help="Edge nodes: their local store, and (in the lab) stop/start.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(inspect_cmds.inspect_app, name="inspect")
 app.add_typer(device_cmds.app, name="device")
+app.add_typer(identity_cmds.token_app, name="token")
+node_app.command("join")(identity_cmds.node_join)
+node_app.command("revoke")(identity_cmds.node_revoke)
 pods_cmds.register(app)  # logs, exec, image load
 
 
@@ -40,7 +44,7 @@ class Opts:
     data_dir: str | None
 
     def api(self) -> Api:
-        return Api(server_url(self.server, self.data_dir))
+        return api_client(self.server, self.data_dir)
 
 
 @app.callback()
@@ -99,15 +103,11 @@ def up(
         fail(f"a lab is already running from {data} (pid {st['supervisor_pid']}); `edgebus down` first")
     if fresh and data.exists():
         shutil.rmtree(data)
-    data.mkdir(parents=True, exist_ok=True)
-    token_file = data / "token"
-    if not token_file.exists():
-        token_file.write_text(new_token())
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
     plan = LabPlan(
         data_dir=str(data),
         nodes=[f"edge-{i}" for i in range(1, nodes + 1)],
         base_port=base_port,
-        token=token_file.read_text().strip(),
         grace=grace,
         heartbeat=heartbeat,
         log_level=log_level,
@@ -186,22 +186,49 @@ def node_stop(ctx: typer.Context, node: str) -> None:
 
 
 @node_app.command("start")
-def node_start(ctx: typer.Context, node: str) -> None:
-    """Start an edge node of the lab again."""
-    r = control(lab_dir(ctx.obj.data_dir), "start-node", node=node)
-    if not r.get("ok"):
-        fail(r.get("error", "failed"))
-    echo(f"node {node} started")
+def node_start(
+    ctx: typer.Context,
+    node: Annotated[str | None, typer.Argument(help="a node of the running lab (omit: run this host's node, see --node-dir)")] = None,
+    node_dir: Annotated[str, typer.Option("--node-dir", help="this host's node data dir (as given to `edgebus node join`)")] = str(Path.home() / ".edgebus" / "node"),
+    host: Annotated[str, typer.Option(help="address the node's servers listen on")] = "127.0.0.1",
+    containerd: Annotated[bool | None, typer.Option("--containerd/--no-containerd", help="run pods (default: when root and containerd is installed)")] = None,
+    port_base: Annotated[int | None, typer.Option(help="ports from here instead of the usual ones (NATS 4222, MQTT 1883, metaserver 10550, ...)")] = None,
+) -> None:
+    """Start an edge node: one of the lab's again, or this host's joined node (in the foreground)."""
+    if node is not None:
+        r = control(lab_dir(ctx.obj.data_dir), "start-node", node=node)
+        if not r.get("ok"):
+            fail(r.get("error", "failed"))
+        echo(f"node {node} started")
+        return
+    from edgebus.identity.node import NotJoined
+    from edgebus.lab.node import NodePlan
+
+    try:
+        plan = NodePlan(data_dir=node_dir, node_dir=node_dir, host=host, containerd=containerd, port_base=port_base)
+    except NotJoined as exc:
+        fail(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s node: %(message)s", datefmt="%H:%M:%S")
+    lab = Lab(plan)
+    name = plan.nodes[0]
+
+    def ready(_: Lab) -> None:
+        echo(f"node {name} is up: NATS nats://{host}:{plan.node_nats_port(name)}, MQTT {host}:{plan.node_mqtt_port(name)}, metaserver {host}:{plan.metaserver_port(name)}")
+        echo(f"linked to {plan.leaf_urls.get(name)}; logs in {plan._dir('logs', name)}; Ctrl-C stops it")
+
+    try:
+        asyncio.run(lab.run(on_ready=ready))
+    except RuntimeError as exc:
+        fail(str(exc))
 
 
 # -- node's local store -----------------------------------------------------------------
 
 
-async def _meta(url: str, node: str, op: str, **kw: Any) -> Any:
-    from edgebus.bus import Bus
+async def _meta(ctx: typer.Context, node: str, op: str, **kw: Any) -> Any:
     from edgebus.metaclient import MetaClient
 
-    bus = Bus(url, name="edgebus-cli", request_timeout=5)
+    bus = cloud_bus(ctx.obj.nats, ctx.obj.data_dir, request_timeout=5)
     await bus.connect(retry_for=5)
     try:
         mc = MetaClient(bus, node)
@@ -222,7 +249,7 @@ def node_objects(
     from edgebus.objects import by_lmdb_key
 
     try:
-        res = asyncio.run(_meta(nats_url(ctx.obj.nats, ctx.obj.data_dir), node, "list", resource=resource))
+        res = asyncio.run(_meta(ctx, node, "list", resource=resource))
     except LibApiError as exc:
         fail(exc.message)
     except Exception as exc:
@@ -247,7 +274,7 @@ def node_stats(ctx: typer.Context, node: str, output: Annotated[str | None, type
     from edgebus.errors import ApiError as LibApiError
 
     try:
-        res = asyncio.run(_meta(nats_url(ctx.obj.nats, ctx.obj.data_dir), node, "stats"))
+        res = asyncio.run(_meta(ctx, node, "stats"))
     except LibApiError as exc:
         fail(exc.message)
     if output in ("json", "yaml"):

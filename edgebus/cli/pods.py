@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgebus.cli.client import Api, ApiError, nats_url, server_url
+from edgebus.cli.client import ApiError, api_client, cloud_bus
 from edgebus.cli.output import echo, fail
 
 image_app = typer.Typer(help="Container images on edge nodes.", no_args_is_help=True)
@@ -28,7 +28,7 @@ def _opts(ctx: typer.Context) -> tuple[str | None, str | None, str | None]:
 
 def _node_of(ctx: typer.Context, namespace: str, pod: str) -> str:
     server, _, data_dir = _opts(ctx)
-    api = Api(server_url(server, data_dir))
+    api = api_client(server, data_dir)
     try:
         obj = api.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}")
     except ApiError as exc:
@@ -41,11 +41,10 @@ def _node_of(ctx: typer.Context, namespace: str, pod: str) -> str:
 
 
 async def _with_client(ctx: typer.Context, node: str, fn: Any) -> Any:
-    from edgebus.bus import Bus
     from edgebus.edgedclient import EdgedClient
 
     _, nats, data_dir = _opts(ctx)
-    bus = Bus(nats_url(nats, data_dir), name="edgebus-cli", request_timeout=10)
+    bus = cloud_bus(nats, data_dir, request_timeout=10)
     await bus.connect(retry_for=5)
     try:
         return await fn(EdgedClient(bus, node, source="edgebus-cli"))

@@ -189,7 +189,7 @@ def cloud_service_manifests(spec: ProcSpec) -> list[dict[str, Any]]:
 
 
 def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
-    plan = PodPlan(data_dir="/data", nodes=[POD_NODE], base_port=4200, host="0.0.0.0", token="", containerd=True, devices=devices, image_cache=IMAGE_CACHE)
+    plan = PodPlan(data_dir="/data", nodes=[POD_NODE], base_port=4200, host="0.0.0.0", containerd=True, secure=False, devices=devices, image_cache=IMAGE_CACHE)
     procs = [p for p in plan.node_processes(POD_NODE) if not p.name.endswith("/modbus-sim")]
     labels = {"app.kubernetes.io/name": "edge-lab"}
     node_env = {"name": "EDGEBUS_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
@@ -261,7 +261,7 @@ def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
 
 def render(devices: bool = True) -> dict[str, list[dict[str, Any]]]:
     """File name -> the manifests in it."""
-    plan = ClusterPlan(data_dir="/data", nodes=["edge-1"], token="", containerd=True, devices=devices, image_cache=IMAGE_CACHE)
+    plan = ClusterPlan(data_dir="/data", nodes=["edge-1"], containerd=True, secure=False, devices=devices, image_cache=IMAGE_CACHE)
     files: dict[str, list[dict[str, Any]]] = {
         "namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": LABELS}}],
         "tokens.yaml": [

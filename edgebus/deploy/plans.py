@@ -105,13 +105,15 @@ class ContainerPlan(LabPlan):
 
 
 def lab_plan(nodes: int = 2, **kw: Any) -> LabPlan:
-    """The plan ``edgebus up --nodes N`` runs (data dir and token are placeholders)."""
-    return LabPlan(data_dir="/var/lib/edgebus-lab", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], token="${EDGEBUS_TOKEN:-edgebus-lab}", containerd=True, **kw)
+    """The plan ``edgebus up --nodes N`` runs (the data dir is a placeholder). The container
+    renderings do not carry the identity material yet: they run without it (nodes register
+    on their first heartbeat) and are compared with the lab's plan in the same mode."""
+    return LabPlan(data_dir="/var/lib/edgebus-lab", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, secure=False, **kw)
 
 
 def container_plan(nodes: int = 2, **kw: Any) -> ContainerPlan:
     return ContainerPlan(
-        data_dir="/data", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], token="${EDGEBUS_TOKEN:-edgebus-lab}", containerd=True, image_cache=IMAGE_CACHE, **kw
+        data_dir="/data", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, image_cache=IMAGE_CACHE, secure=False, **kw
     )
 
 

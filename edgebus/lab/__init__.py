@@ -12,7 +12,7 @@ from edgebus.lab.plan import (
     LabPlan,
     ProcSpec,
 )
-from edgebus.lab.supervisor import Lab, LabState, control, load_state, new_token, port_free
+from edgebus.lab.supervisor import Lab, LabState, control, create_token, load_state, port_free
 
 __all__ = [
     "CLOUD_SERVICES",
@@ -25,6 +25,6 @@ __all__ = [
     "ProcSpec",
     "control",
     "load_state",
-    "new_token",
+    "create_token",
     "port_free",
 ]

@@ -14,8 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from collections.abc import Callable
+
 from edgebus import names
+from edgebus.bus import Bus, BusAuth
 from edgebus.cri.containerd import ContainerdConfig, containerd_binary, usable
+from edgebus.identity.cloud import CloudPki
+from edgebus.identity.node import NodeIdentity
 from edgebus.images import BUSYBOX_IMAGE, PAUSE_IMAGE, archive_path
 from edgebus.natsd import HubConfig, LeafConfig, nats_server_binary
 from edgebus.runtime.settings import to_env
@@ -55,6 +60,12 @@ class ProcSpec:
     cri_address: str | None = None
     config_file: str | None = None
     config_text: str | None = None
+    #: renders the config file at each start instead (it depends on files made at run time,
+    #: e.g. a node's credential after it joined)
+    render_config: Callable[[], str] | None = None
+
+    def config(self) -> str | None:
+        return self.render_config() if self.render_config is not None else self.config_text
 
 
 @dataclass
@@ -63,7 +74,6 @@ class LabPlan:
     nodes: list[str]
     base_port: int = DEFAULT_BASE_PORT
     host: str = "127.0.0.1"
-    token: str = ""
     grace: float = 40.0
     heartbeat: float = 10.0
     status_interval: float = 60.0
@@ -78,6 +88,96 @@ class LabPlan:
     image_cache: str | None = None
     #: cloud services to run as several processes, e.g. {"edgecontroller": 2}
     replicas: dict[str, int] = field(default_factory=dict)
+    #: credentials on every connection, TLS on the cloud's ports, nodes that join with a token
+    secure: bool = True
+    #: TLS on the cloud's NATS ports and the apiserver (off only to measure what it costs)
+    tls: bool = True
+    #: lifetime of the nodes' link certificates (cloudhub renews them at two thirds)
+    link_lifetime: float = 30 * 86400.0
+    #: run the cloud too (False: only the nodes, which dial a cloud elsewhere)
+    run_cloud: bool = True
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def cloud_pki_dir(self) -> Path:
+        return self._dir("cloud", "pki")
+
+    def cloud_pki(self) -> CloudPki:
+        """The cloud's trust material, made on first use (see :mod:`edgebus.identity.cloud`)."""
+        users = (*CLOUD_SERVICES, "admin")
+        return CloudPki.ensure(self.cloud_pki_dir, hosts=sorted({self.host, "127.0.0.1", "localhost"} - {"0.0.0.0"}), users=users)
+
+    def node_identity(self, node: str) -> NodeIdentity:
+        return NodeIdentity(self._dir("nodes", node, "identity"))
+
+    def prepare(self) -> None:
+        """Make what the processes' configurations name: the cloud's PKI, each node's local
+        credentials (a node's own credential comes later, when it joins)."""
+        if not self.secure:
+            return
+        for n in self.nodes:
+            self.node_identity(n).ensure_local()
+        if not self.run_cloud:
+            return
+        self.cloud_pki()
+        token = self._dir("cloud", "pki", "admin.token")
+        if not token.exists():
+            import secrets
+
+            from edgebus.identity import pki as _pki
+
+            _pki.write_private(token, secrets.token_urlsafe(32))
+
+    def cloud_nats_settings(self, user: str) -> dict[str, Any]:
+        if not self.secure:
+            return {"url": self.cloud_nats_url}
+        p = CloudPki(self.cloud_pki_dir)
+        return {"url": self.cloud_nats_url, "creds_file": str(p.creds_file(user)), "ca_file": str(p.ca_file) if self.tls else None}
+
+    @property
+    def tls_ca_file(self) -> str | None:
+        """The CA to verify the cloud's TLS with (None when it serves none)."""
+        return self.ca_file if self.tls else None
+
+    def node_nats_settings(self, node: str, user: str) -> dict[str, Any]:
+        if not self.secure:
+            return {"url": self.node_nats_url(node)}
+        return {"url": self.node_nats_url(node), "nkey_file": str(self.node_identity(node).local_nkey_file(user))}
+
+    def cloud_bus(self, name: str, *, user: str = "admin", request_timeout: float = 5.0) -> Bus:
+        """A connection to the cloud's server (as an admin by default)."""
+        n = self.cloud_nats_settings(user)
+        return Bus(n["url"], name=name, request_timeout=request_timeout, auth=BusAuth(creds_file=n.get("creds_file"), ca_file=n.get("ca_file")))
+
+    def node_bus(self, node: str, name: str, *, user: str = "edgebus", request_timeout: float = 5.0) -> Bus:
+        """A connection to a node's own server (as one of its local users)."""
+        n = self.node_nats_settings(node, user)
+        return Bus(n["url"], name=name, request_timeout=request_timeout, auth=BusAuth(nkey_file=n.get("nkey_file")), node=node)
+
+    def api_url(self, port: int | None = None) -> str:
+        """The apiserver's URL (or a replica's, on ``port``)."""
+        return f"{'https' if self.secure and self.tls else 'http'}://{self.host}:{port or self.apiserver_port}"
+
+    def http_kwargs(self) -> dict[str, Any]:
+        """httpx client arguments to call the API as the lab's admin (CA and bearer token)."""
+        import ssl
+
+        out: dict[str, Any] = {}
+        if self.secure and self.tls:
+            out["verify"] = ssl.create_default_context(cafile=self.ca_file)
+        token = self.admin_token()
+        if token:
+            out["headers"] = {"Authorization": f"Bearer {token}"}
+        return out
+
+    def admin_token(self) -> str | None:
+        """The API bearer token of the lab's admin."""
+        f = self._dir("cloud", "pki", "admin.token")
+        return f.read_text().strip() if f.exists() else None
+
+    @property
+    def ca_file(self) -> str | None:
+        return str(CloudPki(self.cloud_pki_dir).ca_file) if self.secure else None
 
     # -- ports ------------------------------------------------------------------------
     @property
@@ -146,8 +246,10 @@ class LabPlan:
         return self.node_base(node) + SIM_MODBUS_SLOT if self.devices and node == self.nodes[0] else None
 
     def all_ports(self) -> list[int]:
-        ports = [self.cloud_nats_port, self.cloud_leaf_port, self.apiserver_port]
-        ports += [self.cloud_ops_port(s) for s in CLOUD_SERVICES if s != "apiserver" and (self.devices or s != "devicecontroller")]
+        ports: list[int] = []
+        if self.run_cloud:
+            ports += [self.cloud_nats_port, self.cloud_leaf_port, self.apiserver_port]
+            ports += [self.cloud_ops_port(s) for s in CLOUD_SERVICES if s != "apiserver" and (self.devices or s != "devicecontroller")]
         for n in self.nodes:
             ports += [self.node_nats_port(n), self.node_mqtt_port(n), self.metaserver_port(n)]
             ports += [self.node_ops_port(n, s) for s in EDGE_SERVICES]
@@ -171,7 +273,7 @@ class LabPlan:
 
     @property
     def apiserver_url(self) -> str:
-        return f"http://{self.host}:{self.apiserver_port}"
+        return self.api_url()
 
     def node_nats_url(self, node: str) -> str:
         return f"nats://{self.host}:{self.node_nats_port(node)}"
@@ -191,13 +293,19 @@ class LabPlan:
             ready_url=ready_url or f"http://{self.host}:{ops_port}/readyz",
         )
 
-    def cloud_processes(self) -> list[ProcSpec]:
-        hub = HubConfig(
+    def hub_config(self) -> HubConfig:
+        auth = None
+        if self.secure:
+            auth = CloudPki(self.cloud_pki_dir).hub_auth(str(self._dir("cloud", "nats", "resolver")), client_tls=self.tls)
+        return HubConfig(
             store_dir=str(self._dir("cloud", "nats", "js")),
             port=self.cloud_nats_port,
             leaf_port=self.cloud_leaf_port,
             host=self.host,
+            auth=auth,
         )
+
+    def cloud_processes(self) -> list[ProcSpec]:
         conf = str(self._dir("cloud", "nats", "nats.conf"))
         nats = ProcSpec(
             name="cloud/nats",
@@ -207,39 +315,54 @@ class LabPlan:
             log=str(self._dir("logs", "cloud", "nats.log")),
             ready_port=self.cloud_nats_port,
             config_file=conf,
-            config_text=hub.render(),
+            render_config=lambda: self.hub_config().render(),
         )
-        nats_settings = {"nats": {"url": self.cloud_nats_url}}
-        api = self._service(
-            "cloud",
-            "apiserver",
-            {**nats_settings, "apiserver": {"host": self.host, "port": self.apiserver_port}},
-            0,
-            ready_url=f"{self.apiserver_url}/readyz",
-        )
-        hubsvc = self._service(
-            "cloud",
-            "cloudhub",
-            {**nats_settings, "cloudhub": {"node_grace_period": self.grace, "bootstrap_tokens": json.dumps([self.token])}},
-            self.cloud_ops_port("cloudhub"),
-        )
-        ctl = self._service("cloud", "edgecontroller", nats_settings, self.cloud_ops_port("edgecontroller"))
-        epctl = self._service("cloud", "endpointcontroller", nats_settings, self.cloud_ops_port("endpointcontroller"))
+
+        def settings(service: str) -> dict[str, Any]:
+            return {"nats": self.cloud_nats_settings(service)}
+
+        api_cfg: dict[str, Any] = {"host": self.host, "port": self.apiserver_port}
+        hub_cfg: dict[str, Any] = {"node_grace_period": self.grace, "auto_register_nodes": not self.secure}
+        if self.secure:
+            p = CloudPki(self.cloud_pki_dir)
+            api_cfg.update(ca_file=str(p.ca_file))
+            if self.tls:
+                api_cfg.update(tls_cert_file=str(p.server_cert_file), tls_key_file=str(p.server_key_file))
+            hub_cfg.update(
+                pki_dir=str(self.cloud_pki_dir),
+                system_creds_file=str(p.sys_creds_file),
+                link_lifetime=self.link_lifetime,
+                leaf_urls=json.dumps([f"nats-leaf://{self.host}:{self.cloud_leaf_port}"]),
+                apiserver_url=self.apiserver_url,
+            )
+        api = self._service("cloud", "apiserver", {**settings("apiserver"), "apiserver": api_cfg}, 0, ready_url=f"{self.apiserver_url}/readyz")
+        hubsvc = self._service("cloud", "cloudhub", {**settings("cloudhub"), "cloudhub": hub_cfg}, self.cloud_ops_port("cloudhub"))
+        ctl = self._service("cloud", "edgecontroller", settings("edgecontroller"), self.cloud_ops_port("edgecontroller"))
+        epctl = self._service("cloud", "endpointcontroller", settings("endpointcontroller"), self.cloud_ops_port("endpointcontroller"))
         if not self.devices:
             return [nats, api, hubsvc, ctl, epctl]
-        devctl = self._service("cloud", "devicecontroller", nats_settings, self.cloud_ops_port("devicecontroller"))
+        devctl = self._service("cloud", "devicecontroller", settings("devicecontroller"), self.cloud_ops_port("devicecontroller"))
         return [nats, api, hubsvc, ctl, epctl, devctl]
 
-    def node_processes(self, node: str) -> list[ProcSpec]:
-        leaf = LeafConfig(
+    def leaf_config(self, node: str) -> LeafConfig:
+        """The node's server; its link to the cloud only once the node has joined."""
+        ident = self.node_identity(node)
+        hub_url = self.leaf_urls.get(node) or f"nats-leaf://{self.host}:{self.cloud_leaf_port}"
+        auth = ident.leaf_auth(node) if self.secure else None
+        if auth is not None:
+            auth.tls = self.tls
+        return LeafConfig(
             name=node,
             domain=names.node_domain(node),
             store_dir=str(self._dir("nodes", node, "nats", "js")),
             port=self.node_nats_port(node),
-            hub_urls=[self.leaf_urls.get(node) or f"nats-leaf://{self.host}:{self.cloud_leaf_port}"],
+            hub_urls=[hub_url] if (not self.secure or ident.joined) else [],
             host=self.host,
             mqtt_port=self.node_mqtt_port(node),
+            auth=auth,
         )
+
+    def node_processes(self, node: str) -> list[ProcSpec]:
         conf = str(self._dir("nodes", node, "nats", "nats.conf"))
         nats = ProcSpec(
             name=f"{node}/nats",
@@ -249,31 +372,33 @@ class LabPlan:
             log=str(self._dir("logs", node, "nats.log")),
             ready_port=self.node_nats_port(node),
             config_file=conf,
-            config_text=leaf.render(),
+            render_config=lambda: self.leaf_config(node).render(),
         )
-        base = {"node": node, "nats": {"url": self.node_nats_url(node), "ping_interval": 2}}
-        hub = self._service(
-            node,
-            "edgehub",
-            {**base, "edgehub": {"join_token": self.token, "heartbeat_interval": self.heartbeat, "status_interval": self.status_interval, "internal_ip": self.internal_ip}},
-            self.node_ops_port(node, "edgehub"),
-        )
+
+        def base(user: str) -> dict[str, Any]:
+            return {"node": node, "nats": {**self.node_nats_settings(node, user), "ping_interval": 2}}
+
+        hub_cfg: dict[str, Any] = {"heartbeat_interval": self.heartbeat, "status_interval": self.status_interval, "internal_ip": self.internal_ip}
+        if self.secure:
+            ident = self.node_identity(node)
+            hub_cfg.update(identity_dir=str(ident.dir), system_nkey_file=str(ident.local_nkey_file("system")))
+        hub = self._service(node, "edgehub", {**base("edgehub"), "edgehub": hub_cfg}, self.node_ops_port(node, "edgehub"))
         mm = self._service(
             node,
             "metamanager",
-            {**base, "metamanager": {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}},
+            {**base("metamanager"), "metamanager": {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}},
             self.node_ops_port(node, "metamanager"),
         )
         mesh = self._service(
             node,
             "edgemesh",
-            {**base, "edgemesh": {"dns_host": self.host, "dns_port": self.mesh_dns_port(node), "service_cidr": self.service_cidr(node)}},
+            {**base("edgemesh"), "edgemesh": {"dns_host": self.host, "dns_port": self.mesh_dns_port(node), "service_cidr": self.service_cidr(node)}},
             self.edgemesh_ops_port(node),
         )
-        procs = [nats, *self.runtime_processes(node), mm, hub, self.edged_process(node, base), mesh]
+        procs = [nats, *self.runtime_processes(node), mm, hub, self.edged_process(node, base("edged")), mesh]
         if not self.devices:
             return procs
-        return [*procs, *self.device_processes(node, base)]
+        return [*procs, *self.device_processes(node, base("devicetwin"))]
 
     def runtime_processes(self, node: str) -> list[ProcSpec]:
         """The node's private containerd (root, sockets and runc state of its own)."""
@@ -330,11 +455,18 @@ class LabPlan:
             )
         out.append(self._service(node, "devicetwin", {**base, "devicetwin": {"data_dir": str(self._dir("nodes", node, "devicetwin"))}}, self.node_ops_port(node, "devicetwin")))
         for mapper in ("mappers.modbus", "mappers.opcua"):
-            out.append(self._service(node, mapper, base, self.node_ops_port(node, mapper)))
+            out.append(self._service(node, mapper, {**base, "nats": self.mapper_nats_settings(node, mapper)}, self.node_ops_port(node, mapper)))
         return out
 
+    def mapper_nats_settings(self, node: str, mapper: str) -> dict[str, Any]:
+        """A mapper's own credential: KubeEdge's device topics only."""
+        if not self.secure:
+            return {"url": self.node_nats_url(node), "ping_interval": 2}
+        cred = self.node_identity(node).mapper(mapper.rsplit(".", 1)[-1])
+        return {"url": self.node_nats_url(node), "ping_interval": 2, "nkey_file": str(cred.nkey_file), "inbox_prefix": names.mapper_inbox_prefix(node)}
+
     def processes(self) -> list[ProcSpec]:
-        out = self.replicated(self.cloud_processes())
+        out = self.replicated(self.cloud_processes()) if self.run_cloud else []
         for n in self.nodes:
             out += self.node_processes(n)
         return out
@@ -355,6 +487,7 @@ class LabPlan:
                 ready = f"http://{self.host}:{ops}/readyz"
                 if env.get("EDGEBUS_APISERVER__PORT"):
                     env["EDGEBUS_APISERVER__PORT"] = str(ops)
+                    ready = f"{self.api_url(ops)}/readyz"
                 else:
                     env["EDGEBUS_OPS__PORT"] = str(ops)
                 out.append(replace(spec, name=f"cloud/{svc}-{k}", env=env, log=spec.log.replace(".log", f"-{k}.log"), ready_url=ready))

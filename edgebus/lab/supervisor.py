@@ -10,10 +10,10 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +26,9 @@ from edgebus import names
 from edgebus.cri import CriClient, CriError, remove_all
 from edgebus.cri.containerd import kill_shims, prepare_dirs
 from edgebus.images import lab_images
+from edgebus.identity.cloud import CloudPki
+from edgebus.identity.join import join
+from edgebus.identity.tokens import Token, secret_object
 from edgebus.lab.plan import ProcSpec, LabPlan
 from edgebus.proc import parent_death_signal
 
@@ -59,8 +62,11 @@ class LabState:
     data_dir: str
     apiserver: str
     cloud_nats: str
-    token: str
     ready: bool = False
+    #: the cloud's CA bundle, and an admin's NATS credentials (the CLI's defaults)
+    ca_file: str | None = None
+    admin_creds: str | None = None
+    admin_token_file: str | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -82,9 +88,10 @@ class Lab:
     def _spawn(self, p: Proc) -> None:
         spec = p.spec
         Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
-        if spec.config_file and spec.config_text is not None:
+        text = spec.config()
+        if spec.config_file and text is not None:
             Path(spec.config_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(spec.config_file).write_text(spec.config_text)
+            Path(spec.config_file).write_text(text)
         env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
         logf = open(spec.log, "ab")
         p.popen = subprocess.Popen(
@@ -103,7 +110,8 @@ class Lab:
     async def _wait_ready(self, p: Proc, timeout: float = 30.0) -> None:
         spec = p.spec
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=self.plan.tls_ca_file) if self.plan.tls_ca_file else True
+        async with httpx.AsyncClient(timeout=1.0, verify=verify) as client:
             while time.monotonic() < deadline:
                 if p.popen is not None and p.popen.poll() is not None:
                     raise RuntimeError(f"{spec.name} exited with code {p.popen.returncode}; see {spec.log}")
@@ -188,6 +196,18 @@ class Lab:
             self._spawn(p)
             self.write_state()
 
+    async def join_nodes(self) -> None:
+        """Join every node that has no credential yet, exactly as a real node does: a
+        bootstrap token (one use per node, valid for an hour) and ``edgebus node join``'s
+        HTTPS exchange with the apiserver."""
+        todo = [n for n in self.plan.nodes if not self.plan.node_identity(n).joined]
+        if not todo:
+            return
+        token = await create_token(self.plan, uses=len(todo), ttl=3600.0, description="edgebus lab")
+        for n in todo:
+            await asyncio.to_thread(join, self.plan.apiserver_url, str(token), n, self.plan.node_identity(n))
+            log.info("node %s joined", n)
+
     # -- state and control ------------------------------------------------------------
     def state(self) -> LabState:
         st = LabState(
@@ -195,8 +215,10 @@ class Lab:
             data_dir=str(self.data),
             apiserver=self.plan.apiserver_url,
             cloud_nats=self.plan.cloud_nats_url,
-            token=self.plan.token,
             ready=self.ready,
+            ca_file=self.plan.ca_file,
+            admin_creds=str(CloudPki(self.plan.cloud_pki_dir).creds_file("admin")) if self.plan.secure else None,
+            admin_token_file=str(self.plan.cloud_pki_dir / "admin.token") if self.plan.secure else None,
         )
         for n in self.plan.nodes:
             st.nodes[n] = {
@@ -206,6 +228,7 @@ class Lab:
                 "metaserver": f"http://{self.plan.host}:{self.plan.metaserver_port(n)}",
                 "dns": f"{self.plan.host}:{self.plan.mesh_dns_port(n)}",
                 "logs": str(self.data / "logs" / n),
+                "identity": str(self.plan.node_identity(n).dir),
             }
             sim = self.plan.sim_modbus_port(n)
             if sim:
@@ -219,7 +242,9 @@ class Lab:
 
     def write_state(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state()), indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self.state()), indent=2))
         tmp.replace(self.state_path)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -252,7 +277,8 @@ class Lab:
 
     # -- lifecycle --------------------------------------------------------------------
     async def up(self) -> None:
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data.chmod(0o700)
         busy = [p for p in self.plan.all_ports() if not port_free(self.plan.host, p)]
         if busy:
             raise RuntimeError(f"ports already in use: {busy} (another lab running? try `edgebus down` or --base-port)")
@@ -267,7 +293,11 @@ class Lab:
                 log.warning("lab images not built: %s", exc)
             for n in self.plan.nodes:
                 prepare_dirs(self.plan.node_containerd(n))
-        await self.start_group("cloud")
+        await asyncio.to_thread(self.plan.prepare)
+        if self.plan.run_cloud:
+            await self.start_group("cloud")
+            if self.plan.secure:
+                await self.join_nodes()
         for n in self.plan.nodes:
             await self.start_group(n)
         self.ready = True
@@ -295,7 +325,8 @@ class Lab:
             await self.stop_group(n, remove_pods=True)
             if self.plan.use_containerd:
                 shutil.rmtree(self.plan.node_containerd(n).run_dir, ignore_errors=True)
-        await self.stop_group("cloud")
+        if self.plan.run_cloud:
+            await self.stop_group("cloud")
         if self._server is not None:
             self._server.close()
         with contextlib.suppress(FileNotFoundError):
@@ -304,8 +335,26 @@ class Lab:
             self.state_path.unlink()
 
 
-def new_token() -> str:
-    return secrets.token_hex(16)
+async def create_token(plan: LabPlan, *, uses: int | None, ttl: float | None, description: str = "") -> Token:
+    """A bootstrap token in the lab's cloud (as ``edgebus token create`` makes one)."""
+    import datetime as dt
+
+    from edgebus.bus import Bus, BusAuth
+    from edgebus.objects import SECRETS
+    from edgebus.objectstore import ObjectStore
+
+    p = CloudPki(plan.cloud_pki_dir)
+    bus = Bus(plan.cloud_nats_url, name="edgebus-lab", auth=BusAuth(creds_file=str(p.creds_file("admin")), ca_file=plan.tls_ca_file))
+    await bus.connect(retry_for=30)
+    try:
+        store = ObjectStore(bus)
+        await store.ensure()
+        await store.ensure_system_namespaces()
+        tok = Token.new(p.info["caPin"])
+        await store.create(SECRETS, secret_object(tok, ttl=dt.timedelta(seconds=ttl) if ttl else None, uses=uses, description=description))
+        return tok
+    finally:
+        await bus.close()
 
 
 def load_state(data_dir: str | Path) -> dict[str, Any] | None:

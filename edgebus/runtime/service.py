@@ -76,7 +76,8 @@ class Service(Generic[C]):
             name=f"{name}@{settings.node}" if settings.node else name,
             ping_interval=settings.nats.ping_interval,
             request_timeout=settings.nats.request_timeout,
-            token=settings.nats.token,
+            auth=settings.nats.auth(),
+            node=settings.node,
         )
         self.supervisor = Supervisor(name)
         self.recorder = Recorder(self.bus, name)

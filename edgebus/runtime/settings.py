@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from edgebus.bus import BusAuth
+
 
 class NatsSettings(BaseModel):
     """The NATS server this process talks to (for edge services: the node's leaf server)."""
@@ -21,9 +23,30 @@ class NatsSettings(BaseModel):
     ping_interval: float = Field(5.0, description="Client ping interval, seconds.")
     request_timeout: float = Field(5.0, description="Default request / JetStream API timeout, seconds.")
     token: str | None = Field(None, description="Auth token, when the server requires one.")
+    creds_file: str | None = Field(None, description="NATS credentials (.creds: user JWT and nkey seed).")
+    nkey_file: str | None = Field(None, description="A file holding this process's nkey seed (a node's local services).")
+    user: str | None = Field(None, description="User name, where the server is configured with passwords.")
+    password: str | None = Field(None, description="Password of ``user``.")
+    ca_file: str | None = Field(None, description="Verify the server's TLS certificate against this CA bundle (TLS required).")
+    cert_file: str | None = Field(None, description="TLS client certificate to present.")
+    key_file: str | None = Field(None, description="Key of the TLS client certificate.")
+    inbox_prefix: str | None = Field(None, description="Inbox prefix for replies (default: the node's, for edge services).")
 
     def servers(self) -> list[str]:
         return [s.strip() for s in self.url.split(",") if s.strip()]
+
+    def auth(self) -> BusAuth:
+        return BusAuth(
+            creds_file=self.creds_file,
+            nkey_file=self.nkey_file,
+            token=self.token,
+            user=self.user,
+            password=self.password,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            inbox_prefix=self.inbox_prefix,
+        )
 
 
 class OpsSettings(BaseModel):

@@ -1,23 +1,60 @@
-"""Start real nats-servers (a cloud hub and edge leaves) for tests and benchmarks."""
+"""Start real nats-servers (a cloud hub and edge leaves) for tests and benchmarks, secured
+as in production: the hub trusts a NATS operator made for the test (every user JWT is
+verified by the server), TLS on its ports with a client certificate required on the leafnode
+port; each leaf has a node identity issued by the test's cloud PKI (its link credential and
+certificate) and its own users (nkeys for services, passwords for mappers).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgebus import names
+from edgebus.bus import Bus, BusAuth
+from edgebus.identity import pki
+from edgebus.identity.cloud import CloudPki
+from edgebus.identity.node import NodeIdentity
 from edgebus.natsd import HubConfig, LeafConfig, NatsServer, free_port
 from edgebus.testing.proxy import TcpProxy
+
+HOSTS = ["127.0.0.1", "localhost"]
 
 
 @dataclass
 class Hub:
     server: NatsServer
     leaf_port: int
+    pki: CloudPki
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    def auth(self, user: str = "admin") -> BusAuth:
+        """Credentials of a cloud user (a service name or ``admin``: the whole account)."""
+        if not self.pki.creds_file(user).exists():
+            self.pki.issue_user_creds(user)
+        return BusAuth(creds_file=str(self.pki.creds_file(user)), ca_file=str(self.pki.ca_file))
+
+    def nats_settings(self, user: str = "admin") -> dict[str, Any]:
+        """The ``nats`` settings group of a cloud service connecting as ``user``."""
+        a = self.auth(user)
+        return {"url": self.url, "creds_file": a.creds_file, "ca_file": a.ca_file}
+
+    def bus(self, name: str = "test", *, user: str = "admin", request_timeout: float = 5.0) -> Bus:
+        return Bus(self.url, name=name, request_timeout=request_timeout, auth=self.auth(user))
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for the ``edgebus`` CLI to reach this hub as an admin."""
+        a = self.auth("admin")
+        return {"EDGEBUS_NATS_CREDS": str(a.creds_file), "EDGEBUS_CA_FILE": str(a.ca_file)}
+
+    @property
+    def system_creds(self) -> str:
+        return str(self.pki.sys_creds_file)
 
     def restart(self) -> None:
         self.server.stop()
@@ -29,6 +66,7 @@ class Hub:
 class Leaf:
     node: str
     server: NatsServer
+    identity: NodeIdentity
     proxy: TcpProxy | None = None
     mqtt_port: int | None = None
 
@@ -39,6 +77,19 @@ class Leaf:
     @property
     def domain(self) -> str:
         return names.node_domain(self.node)
+
+    def auth(self, user: str = "edgebus") -> BusAuth:
+        """A local user of the node's server (a service name, ``edgebus``, ``system``)."""
+        return BusAuth(nkey_file=str(self.identity.local_nkey_file(user)), inbox_prefix=names.inbox_prefix(self.node))
+
+    def nats_settings(self, user: str = "edgebus") -> dict[str, Any]:
+        return {"url": self.url, "nkey_file": str(self.identity.local_nkey_file(user))}
+
+    def bus(self, name: str = "test", *, user: str = "edgebus", request_timeout: float = 5.0) -> Bus:
+        return Bus(self.url, name=name, request_timeout=request_timeout, auth=self.auth(user), node=self.node)
+
+    def mapper(self, name: str = "modbus") -> Any:
+        return self.identity.mapper(name)
 
 
 @dataclass
@@ -55,23 +106,62 @@ class Cluster:
         self.hub.server.stop()
 
 
-def start_hub(root: Path) -> Hub:
+def cloud_pki(root: Path) -> CloudPki:
+    return CloudPki.ensure(root / "cloud" / "pki", hosts=HOSTS)
+
+
+def start_hub(root: Path, *, client_tls: bool = True) -> Hub:
+    p = cloud_pki(root)
     port, leaf_port = free_port(), free_port()
-    srv = NatsServer(HubConfig(store_dir=str(root / "cloud" / "js"), port=port, leaf_port=leaf_port), root / "cloud")
+    cfg = HubConfig(
+        store_dir=str(root / "cloud" / "js"), port=port, leaf_port=leaf_port, auth=p.hub_auth(str(root / "cloud" / "resolver"), client_tls=client_tls)
+    )
+    srv = NatsServer(cfg, root / "cloud")
     srv.start(die_with_parent=True)
     srv.wait_ready()
-    return Hub(srv, leaf_port)
+    return Hub(srv, leaf_port, p)
 
 
-def start_leaf(root: Path, hub: Hub, node: str, *, via_proxy: bool = False, mqtt: bool = False, upstream_leaf_port: int | None = None, leaf_port: int | None = None) -> Leaf:
+def issue_identity(p: CloudPki, node: str, ident: NodeIdentity, *, lifetime: dt.timedelta = dt.timedelta(days=30), leaf_urls: list[str] | None = None) -> None:
+    """Give ``node`` a credential and link certificate straight from the cloud's PKI (what a
+    join through cloudhub does, minus its token check and record)."""
+    key = ident.identity_key()
+    link = pki.new_key()
+    cert = p.link_cert(node, pki.new_csr(link, node), lifetime)
+    answer = {
+        "node": node,
+        "jwt": p.node_jwt(node, key.public),
+        "certificate": cert.decode(),
+        "ca": p.ca_bundle().decode(),
+        "cloudDomain": names.CLOUD_DOMAIN,
+        "leafUrls": leaf_urls or [],
+    }
+    ident.save_join(answer, pki.key_pem(link))
+
+
+def start_leaf(
+    root: Path,
+    hub: Hub,
+    node: str,
+    *,
+    via_proxy: bool = False,
+    mqtt: bool = False,
+    upstream_leaf_port: int | None = None,
+    leaf_port: int | None = None,
+    identity: NodeIdentity | None = None,
+) -> Leaf:
     """An edge node's leaf server dialing the hub (or ``upstream_leaf_port``: a site server);
-    with ``leaf_port`` it is itself a site server that accepts the site's nodes."""
+    with ``leaf_port`` it is itself a site server that accepts the site's nodes. Without
+    ``identity`` the node is given one from the hub's PKI."""
     proxy = None
     target = upstream_leaf_port or hub.leaf_port
     if via_proxy:
         proxy = TcpProxy("127.0.0.1", hub.leaf_port)
         proxy.start()
         target = proxy.port
+    ident = identity or NodeIdentity(root / node / "identity")
+    if not ident.joined:
+        issue_identity(hub.pki, node, ident)
     mqtt_port = free_port() if mqtt else None
     cfg = LeafConfig(
         name=node,
@@ -81,8 +171,85 @@ def start_leaf(root: Path, hub: Hub, node: str, *, via_proxy: bool = False, mqtt
         hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
         mqtt_port=mqtt_port,
         leaf_port=leaf_port,
+        auth=ident.leaf_auth(node),
     )
     srv = NatsServer(cfg, root / node)
     srv.start(die_with_parent=True)
     srv.wait_ready()
-    return Leaf(node, srv, proxy, mqtt_port)
+    return Leaf(node, srv, ident, proxy, mqtt_port)
+
+
+def cloudhub_identity(hub: Hub, **cloudhub: Any) -> dict[str, Any]:
+    """cloudhub's settings group with the hub's PKI (joins, renewals, revocation pushes)."""
+    return {"pki_dir": str(hub.pki.dir), "system_creds_file": hub.system_creds, **cloudhub}
+
+
+async def register_node(store: Any, node: str, labels: dict[str, str] | None = None) -> None:
+    """The Node object a join creates (for tests whose nodes got their identity directly)."""
+    from edgebus.errors import AlreadyExists
+    from edgebus.objects import NODES
+
+    lbl = {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "node-role.kubernetes.io/edge": "", **(labels or {})}
+    try:
+        await store.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": lbl}, "spec": {}, "status": {"conditions": []}})
+    except AlreadyExists:
+        pass
+
+
+def bus_for(settings: Any, name: str, *, request_timeout: float = 5.0) -> Bus:
+    """A connection with the same server and credentials as a service built from ``settings``."""
+    return Bus(settings.nats.servers(), name=name, request_timeout=request_timeout, auth=settings.nats.auth(), node=settings.node)
+
+
+def mapper_settings(leaf: Leaf, service: str) -> dict[str, Any]:
+    """Settings of a mapper service (``mappers.modbus``...) on ``leaf``, with its own
+    restricted credential."""
+    cred = leaf.identity.mapper(service.rsplit(".", 1)[-1])
+    return {"node": leaf.node, "nats": {"url": leaf.url, "nkey_file": str(cred.nkey_file), "inbox_prefix": names.mapper_inbox_prefix(leaf.node), "ping_interval": 1}}
+
+
+def start_site(root: Path, hub: Hub, site: str, members: list[str], *, leaf_port: int, via_proxy: bool = True) -> Leaf:
+    """A site server for ``members`` (edge federation): it dials the hub (through a cuttable
+    proxy) with a site credential and verifies its member nodes' own credentials on its
+    leafnode port."""
+    from edgebus.natsd import ServerTls, SiteAuth
+
+    proxy = None
+    target = hub.leaf_port
+    if via_proxy:
+        proxy = TcpProxy("127.0.0.1", hub.leaf_port)
+        proxy.start()
+        target = proxy.port
+    ident = NodeIdentity(root / site / "identity")
+    key = ident.identity_key()
+    link = pki.new_key()
+    ident.save_join({"node": site, "jwt": hub.pki.site_jwt(site, key.public, members), "certificate": hub.pki.link_cert(site, pki.new_csr(link, site), dt.timedelta(days=30)).decode(), "ca": hub.pki.ca_bundle().decode()}, pki.key_pem(link))
+    server_key = pki.new_key()
+    server_cert = hub.pki.ca().issue(server_key.public_key(), f"site:{site}", server=True, client=True, hosts=HOSTS)
+    pki.write_private(ident.dir / "server.key", pki.key_pem(server_key))
+    pki.write_public(ident.dir / "server.crt", pki.cert_pem(server_cert))
+    sa = hub.pki.site_auth("")
+    auth = SiteAuth(
+        operator_jwt=sa["operator_jwt"],
+        system_account=sa["system_account"],
+        account=sa["account"],
+        preload=sa["preload"],
+        tls=ServerTls(str(ident.dir / "server.crt"), str(ident.dir / "server.key"), str(ident.ca_file)),
+        creds_file=str(ident.creds_file),
+        ca_file=str(ident.ca_file),
+        cert_file=str(ident.link_cert_file),
+        key_file=str(ident.link_key_file),
+    )
+    cfg = LeafConfig(
+        name=site,
+        domain=names.node_domain(site),
+        store_dir=str(root / site / "js"),
+        port=free_port(),
+        hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
+        leaf_port=leaf_port,
+        auth=auth,
+    )
+    srv = NatsServer(cfg, root / site)
+    srv.start(die_with_parent=True)
+    srv.wait_ready()
+    return Leaf(site, srv, ident, proxy, None)

@@ -19,6 +19,7 @@ from edgebus.runtime import Service
 from edgebus.runtime.ops import serve_http
 from services.apiserver.config import Settings
 from services.apiserver.http import ApiContext, create_app
+from services.apiserver.join import add_join_routes
 from services.apiserver.relay import add_relay
 
 log = logging.getLogger("edgebus.apiserver")
@@ -33,6 +34,7 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
     ctx = ApiContext(store=store, stopping=svc.stopping, health=svc.health, ready=svc.ready)
     svc.ctx = ctx
     app = create_app(ctx)
+    add_join_routes(app, svc.bus, ca_file=settings.apiserver.ca_file)
     add_relay(svc.router, app)
     listening = asyncio.Event()
     idle = asyncio.Event()  # set while the http task is not running
@@ -46,7 +48,8 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
         listening.clear()
         idle.clear()
         try:
-            await serve_http(app, settings.apiserver.host, settings.apiserver.port, svc.stopping, started=listening)
+            tls = (settings.apiserver.tls_cert_file, settings.apiserver.tls_key_file) if settings.apiserver.tls_cert_file and settings.apiserver.tls_key_file else None
+            await serve_http(app, settings.apiserver.host, settings.apiserver.port, svc.stopping, started=listening, tls=tls)
         finally:
             listening.clear()
             idle.set()

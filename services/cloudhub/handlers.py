@@ -12,31 +12,32 @@ from prometheus_client import Counter
 
 from edgebus import names
 from edgebus.bus import DurableSpec, Message, Router
-from edgebus.errors import AlreadyExists, ApiError, Conflict, InvalidMessage, NotFound, RetryLater
+from edgebus.errors import AlreadyExists, Conflict, InvalidMessage, NotFound, RetryLater, Unavailable
 from edgebus.objects import NODES, PODS, RESOURCES
 from edgebus.objectstore import ObjectStore
 from services.cloudhub import logic
+from services.cloudhub.identity import Authority
 from services.cloudhub.config import Settings
 
 log = logging.getLogger("edgebus.cloudhub")
 
 INGESTED = Counter("edgebus_cloudhub_ingested_total", "Upstream messages ingested", ["kind", "outcome"])
-JOINS = Counter("edgebus_cloudhub_joins_total", "Node join requests", ["outcome"])
-
-
-class Unauthorized(ApiError):
-    code = 401
-    reason = "Unauthorized"
 
 
 @dataclass
 class Ctx:
     settings: Settings
     store: ObjectStore
+    authority: Authority | None = None
 
     @property
     def grace(self) -> float:
         return self.settings.cloudhub.node_grace_period
+
+    def authority_or_refuse(self) -> Authority:
+        if self.authority is None:
+            raise Unavailable("this cloud has no identity authority configured (cloudhub.pki_dir): nodes cannot join")
+        return self.authority
 
 
 #: What cloudhub ingests from EDGEBUS_UP: heartbeats (and any other kind without an object),
@@ -64,31 +65,27 @@ router: Router[Ctx] = Router("cloudhub")
 
 @router.reply(names.JOIN_SUBJECT, name="join")
 async def join(m: Message, ctx: Ctx) -> dict[str, Any]:
-    c = m.env.content
-    if not isinstance(c, dict) or not isinstance(c.get("node"), str):
-        JOINS.labels("invalid").inc()
-        raise InvalidMessage("join needs {node, token}")
-    node = c["node"]
-    tokens = ctx.settings.cloudhub.bootstrap_tokens
-    if tokens and c.get("token") not in tokens:
-        JOINS.labels("unauthorized").inc()
-        raise Unauthorized(f"node {node}: invalid bootstrap token")
+    """A node joining (relayed by the apiserver from ``POST /edgebus/v1/join``)."""
+    return await ctx.authority_or_refuse().join(m.env.content)
+
+
+@router.reply(names.RENEW_SUBJECT, name="renew-expired")
+async def renew_expired(m: Message, ctx: Ctx) -> dict[str, Any]:
+    """A node renewing an expired link certificate (relayed from ``POST /edgebus/v1/renew``)."""
+    return await ctx.authority_or_refuse().renew_offline(m.env.content)
+
+
+@router.reply(names.hub_node_filter(), name="node-request")
+async def node_request(m: Message, ctx: Ctx) -> dict[str, Any]:
+    """A node's own request over its link; the subject says which node (nats-server lets
+    only that node's credential publish on it)."""
     try:
-        names.node_domain(node)
+        node, op = names.parse_hub_node_subject(m.subject)
     except names.InvalidName as exc:
-        JOINS.labels("invalid").inc()
-        raise InvalidMessage(f"invalid node name: {exc}") from None
-    labels = c.get("labels") if isinstance(c.get("labels"), dict) else {}
-    reported = c.get("status") if isinstance(c.get("status"), dict) else None
-    arch = ((reported or {}).get("nodeInfo") or {}).get("architecture", "amd64")
-    try:
-        await ctx.store.create(NODES, logic.new_node(node, labels, reported, arch))
-        JOINS.labels("created").inc()
-        log.info("node %s joined (new)", node)
-    except AlreadyExists:
-        JOINS.labels("rejoined").inc()
-        log.info("node %s joined again", node)
-    return {"node": node, "cloudDomain": ctx.settings.cloud_domain, "gracePeriod": ctx.grace}
+        raise InvalidMessage(str(exc)) from None
+    if op == "renew":
+        return await ctx.authority_or_refuse().renew_online(node, m.env.content)
+    raise InvalidMessage(f"unknown node request {op!r}")
 
 
 @router.durable(UP_CONSUMER, name="ingest")
@@ -131,8 +128,14 @@ async def heartbeat(ctx: Ctx, node: str, content: Any) -> None:
     try:
         await ctx.store.mutate(NODES, None, node, update)
     except NotFound:
-        INGESTED.labels("heartbeat", "unknown-node").inc()
-        raise InvalidMessage(f"heartbeat from node {node}, which has not joined") from None
+        if not ctx.settings.cloudhub.auto_register_nodes:
+            INGESTED.labels("heartbeat", "unknown-node").inc()
+            raise InvalidMessage(f"heartbeat from node {node}, which has not joined") from None
+        try:
+            await ctx.store.create(NODES, logic.set_ready(logic.new_node(node, {}, None), "True", "EdgeReady", "edge node is posting heartbeats", now, heartbeat=True))
+            log.info("node %s registered itself (auto_register_nodes)", node)
+        except AlreadyExists:
+            pass
     INGESTED.labels("heartbeat", "ok").inc()
 
 

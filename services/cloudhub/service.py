@@ -6,7 +6,11 @@ import asyncio
 import datetime as dt
 import logging
 
+from pathlib import Path
+
 from edgebus import topology
+from edgebus.bus import Bus, BusAuth
+from edgebus.identity.cloud import CloudPki
 from edgebus.errors import Conflict, NotFound
 from prometheus_client import Gauge
 
@@ -18,6 +22,7 @@ from edgebus.runtime import Service, setup_logging
 from services.cloudhub import logic
 from services.cloudhub.config import Settings
 from services.cloudhub.handlers import Ctx, router
+from services.cloudhub.identity import Authority, IdentitySettings
 
 log = logging.getLogger("edgebus.cloudhub")
 
@@ -30,13 +35,26 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
     settings = settings or Settings()
     svc: Service[Ctx] = Service("cloudhub", settings, router=router)
     store = ObjectStore(svc.bus, replicas=settings.cloudhub.kv_replicas)
-    ctx = Ctx(settings=settings, store=store)
+    ctx = Ctx(settings=settings, store=store, authority=_authority(svc, settings, store))
     svc.ctx = ctx
 
     @svc.on_start
     async def ensure(s: Service[Ctx]) -> None:
         await store.ensure()
         await topology.ensure_cloud_streams(s.bus, replicas=settings.cloudhub.stream_replicas)
+        if ctx.authority is not None:
+            await ctx.authority.ensure()
+            if ctx.authority.sysbus is not None:
+                await ctx.authority.sysbus.connect()
+                # a restarted server may have reloaded an older account: push again at once
+                ctx.authority.sysbus.on_state(lambda up: ctx.authority.resync() if up and ctx.authority else None)
+
+    if ctx.authority is not None:
+        authority = ctx.authority
+        svc.lead("cloudhub-identity", authority.run, ttl=6.0, synced=lambda: authority.pushed is not None)
+        if authority.sysbus is not None:
+            sysbus = authority.sysbus
+            svc.on_stop(lambda _s: sysbus.close())
 
     async def lifecycle() -> None:
         """Mark nodes whose heartbeats stopped NotReady (Ready=Unknown, as Kubernetes)."""
@@ -76,6 +94,29 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
     svc.task("node-lifecycle", lifecycle)
     svc.task("pod-count", count_pods)
     return svc
+
+
+def _authority(svc: Service[Ctx], settings: Settings, store: ObjectStore) -> Authority | None:
+    cfg = settings.cloudhub
+    if not cfg.pki_dir:
+        return None
+    sysbus = None
+    if cfg.system_creds_file:
+        sysbus = Bus(
+            settings.nats.servers(),
+            name="cloudhub-system",
+            request_timeout=settings.nats.request_timeout,
+            auth=BusAuth(creds_file=cfg.system_creds_file, ca_file=settings.nats.ca_file),
+        )
+    ident = IdentitySettings(
+        link_lifetime=cfg.link_lifetime,
+        renew_window=cfg.renew_window,
+        leaf_urls=list(cfg.leaf_urls),
+        apiserver_url=cfg.apiserver_url,
+        cloud_domain=settings.cloud_domain,
+        kv_replicas=cfg.kv_replicas,
+    )
+    return Authority(CloudPki(Path(cfg.pki_dir)), store, svc.bus, sysbus, ident)
 
 
 def record_nodes(nodes: list[dict], now: dt.datetime) -> None:

@@ -6,7 +6,8 @@ from edgebus.runtime import ServiceSettings
 
 
 class EdgeHubSettings(BaseModel):
-    join_token: str = Field("", description="Bootstrap token presented to cloudhub when joining.")
+    identity_dir: str | None = Field(None, description="The node's identity (edgebus node join): its link certificate is renewed from here.")
+    system_nkey_file: str | None = Field(None, description="nkey of the node server's system user (to reload it after a renewal).")
     heartbeat_interval: float = Field(10.0, description="Seconds between node heartbeats.")
     status_interval: float = Field(60.0, description="Seconds between full node status reports.")
     link_check_interval: float = Field(1.0, description="Seconds between cloud-link probes.")

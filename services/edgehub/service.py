@@ -4,8 +4,9 @@ Tasks:
 
 * ``link-monitor`` probes the cloud's JetStream API over the leaf connection; on every
   down->up transition it re-adds ``EDGEBUS_EDGE_DOWN``'s source (a sourcing stream may back
-  off ~40 s after the cloud server restarts otherwise), joins if not joined yet, and
+  off ~40 s after the cloud server restarts otherwise), sends its node status once, and
   publishes the new state on ``edgebus.node.<node>.link``.
+* ``credentials`` renews the node's link certificate (see :mod:`services.edgehub.credentials`).
 * ``forwarder`` moves the outbox (``EDGEBUS_EDGE_UP``) to the cloud (``EDGEBUS_UP``) in
   order, one message at a time, each with ``Nats-Msg-Id`` and its outbox sequence. After
   any failure it asks the cloud which outbox sequence it holds last and resumes right
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,6 @@ from edgebus.bus import (
     BusMsg,
     CaughtUp,
     Message,
-    RemoteError,
     Router,
     get_last,
     jetstream_reachable,
@@ -41,11 +42,13 @@ from edgebus.bus import (
     stream_state,
 )
 from edgebus.envelope import OP_KEEPALIVE, OP_UPDATE, Envelope
+from edgebus.identity.node import NodeIdentity
 from edgebus.errors import RetryLater
 from edgebus.names import ObjectRef
 from edgebus.runtime import Service, setup_logging
 from services.edgehub import logic
 from services.edgehub.config import Settings
+from services.edgehub.credentials import Credentials
 
 log = logging.getLogger("edgebus.edgehub")
 
@@ -114,6 +117,12 @@ class EdgeHub:
         self.svc.task("forwarder", self._forwarder)
         self.svc.task("heartbeat", self._heartbeats)
         self.svc.task("node-status", self._node_status)
+        self.credentials: Credentials | None = None
+        if self.cfg.identity_dir:
+            self.credentials = Credentials(
+                self.node, self.bus, NodeIdentity(Path(self.cfg.identity_dir)), system_nkey_file=self.cfg.system_nkey_file, servers=settings.nats.servers(), link_up=lambda: self.ctx.link.up
+            )
+            self.svc.task("credentials", self.credentials.run)
         self.svc.readiness_check("streams", lambda: bool(self.ctx.epoch))
 
     @property
@@ -142,6 +151,11 @@ class EdgeHub:
             },
             "forwarded": ctx.forwarded,
             "sourceKicks": ctx.kicks,
+            "credential": (
+                {"linkNotAfter": self.credentials.state.not_after, "renewed": self.credentials.state.renewed, "lastError": self.credentials.state.last_error}
+                if self.credentials
+                else None
+            ),
         }
 
     # -- link -------------------------------------------------------------------------
@@ -159,7 +173,8 @@ class EdgeHub:
                     await self._kick("link-up")
                     self._wake_forwarder.set()
             if up and not self.ctx.joined:
-                await self._join()
+                self.ctx.joined = True
+                await self._publish_status()
             now = time.monotonic()
             if up and now - last_source_check > 5.0:
                 last_source_check = now
@@ -192,26 +207,6 @@ class EdgeHub:
             if s.error or s.active_ms > 30_000:
                 await self._kick("stalled" if not s.error else "error")
                 return
-
-    async def _join(self) -> None:
-        env = Envelope.new(
-            source="edgehub",
-            operation="join",
-            resource="nodes",
-            content={"node": self.node, "token": self.cfg.join_token, "labels": self.cfg.labels, "status": logic.node_status(self.cfg.internal_ip)},
-        )
-        try:
-            reply = await self.bus.call(names.JOIN_SUBJECT, env, timeout=5.0)
-        except RemoteError as exc:
-            log.error("join refused by the cloud: %s", exc)
-            await asyncio.sleep(5)
-            return
-        except BusError as exc:
-            log.info("join not answered yet: %s", exc)
-            return
-        self.ctx.joined = True
-        log.info("joined the cloud as node %s (%s)", self.node, reply.content)
-        await self._publish_status()
 
     # -- forwarding -------------------------------------------------------------------
     async def _forwarder(self) -> None:

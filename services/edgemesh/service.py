@@ -124,7 +124,7 @@ def build(settings: Settings | None = None) -> Service[Mesh]:
     svc.on_start(mesh.start_dns)
     svc.task("table", mesh.follow)
     svc.task("tunnel-frames", lambda: mesh.subscribed(names.mesh_tunnel_filter(node), mesh.tunnels.on_frame))
-    svc.task("tunnel-open", lambda: mesh.subscribed(names.mesh_subject(node, "open"), mesh.tunnels.on_open, names.queue_group("edgemesh")))
+    svc.task("tunnel-open", lambda: mesh.subscribed(names.mesh_open_filter(node), mesh.tunnels.on_open, names.queue_group("edgemesh")))
     svc.task("sweep", mesh.tunnels.sweep)
     svc.readiness_check("table", lambda: mesh.loaded)
     svc.on_stop(mesh.stop)

@@ -1,10 +1,12 @@
 """TCP streams between edge nodes over NATS: no inbound port on any node.
 
 Opening: the client node's edgemesh asks the endpoint's node (request/reply on
-``edgebus.node.<node>.mesh.open``, content ``{tunnel, reply, ip, port, window}``). That
-node dials the endpoint (only addresses of its own endpoints: it is no open relay) and
-answers. From then on each side publishes frames to the other's tunnel subject
-(``edgebus.node.<node>.mesh.t.<tunnel>``, core NATS, NATS reply = its own tunnel subject).
+``edgebus.mesh.<node>.<client>.open``, content ``{tunnel, ip, port, window}``, answered on
+``edgebus.mesh.<client>.<node>.r.<tunnel>``). That node dials the endpoint (only addresses of
+its own endpoints: it is no open relay) and answers. From then on each side publishes frames
+to the other's tunnel subject (``edgebus.mesh.<to>.<from>.t.<tunnel>``, core NATS). Every
+subject names both nodes, and nats-server lets a node publish only as ``<from>`` and receive
+only as ``<to>``: a frame's sender is known, and no third node can read or inject one.
 
 A frame is ``type (1 byte) | value (8 bytes, big-endian) | payload``:
 
@@ -71,11 +73,12 @@ def parse_frame(data: bytes) -> tuple[bytes, int, bytes]:
 class Tunnel:
     """One end of a tunnel, bound to one local TCP connection (it is that connection's sink)."""
 
-    def __init__(self, mesh: Tunnels, tid: str, peer: str, conn: Conn, side: str) -> None:
+    def __init__(self, mesh: Tunnels, tid: str, peer_node: str, conn: Conn, side: str) -> None:
         self.mesh = mesh
         self.id = tid
-        self.peer = peer  # the other side's tunnel subject
-        self.me = names.mesh_tunnel_subject(mesh.node, tid)
+        self.peer_node = peer_node
+        self.peer = names.mesh_tunnel_subject(peer_node, mesh.node, tid)  # where the other side receives
+        self.me = names.mesh_tunnel_subject(mesh.node, peer_node, tid)
         self.conn = conn
         self.side = side
         self.window = mesh.window
@@ -96,7 +99,7 @@ class Tunnel:
         self.last_rx = now
         self.last_tx = now
         self.task: asyncio.Task[None] | None = None
-        mesh.tunnels[tid] = self  # frames may arrive before the tunnel starts
+        mesh.tunnels[(peer_node, tid)] = self  # frames may arrive before the tunnel starts
         TUNNELS.labels(side).inc()
 
     def start(self) -> None:
@@ -157,7 +160,7 @@ class Tunnel:
 
     # -- sending --------------------------------------------------------------------------
     async def _publish(self, kind: bytes, value: int, payload: bytes = b"") -> None:
-        await self.mesh.bus.publish(self.peer, frame(kind, value, payload), reply=self.me)
+        await self.mesh.bus.publish(self.peer, frame(kind, value, payload))
         self.last_tx = time.monotonic()
 
     async def _send_loop(self) -> None:
@@ -222,11 +225,11 @@ class Tunnel:
         log.debug("tunnel %s (%s) reset: %s", self.id, self.side, reason)
         self.conn.abort()
         if notify:
-            self.mesh.spawn(self.mesh.bus.publish(self.peer, frame(RST, 0, reason.encode()[:200]), reply=self.me))
+            self.mesh.spawn(self.mesh.bus.publish(self.peer, frame(RST, 0, reason.encode()[:200])))
         self._forget()
 
     def _forget(self) -> None:
-        if self.mesh.tunnels.pop(self.id, None) is not None:
+        if self.mesh.tunnels.pop((self.peer_node, self.id), None) is not None:
             TUNNELS.labels(self.side).dec()
 
 
@@ -259,7 +262,8 @@ class Tunnels:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.max_tunnels = max_tunnels
-        self.tunnels: dict[str, Tunnel] = {}
+        #: (peer node, tunnel id) -> tunnel
+        self.tunnels: dict[tuple[str, str], Tunnel] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
@@ -279,42 +283,35 @@ class Tunnels:
         if len(self.tunnels) >= self.max_tunnels:
             raise Unavailable(f"too many tunnels ({self.max_tunnels})")
         tid = secrets.token_hex(8)
-        t = Tunnel(self, tid, "", conn, "client")
+        t = Tunnel(self, tid, node, conn, "client")
         env = Envelope.new(
-            source="edgemesh", operation=OP_QUERY, resource="tunnel",
-            content={"tunnel": tid, "reply": t.me, "ip": ip, "port": port, "window": self.window, "from": self.node},
+            source="edgemesh", operation=OP_QUERY, resource="tunnel", content={"tunnel": tid, "ip": ip, "port": port, "window": self.window}
         )
         try:
-            reply = await self.bus.call(names.mesh_subject(node, "open"), env, timeout=self.connect_timeout + 1)
+            await self.bus.call(
+                names.mesh_open_subject(node, self.node), env, timeout=self.connect_timeout + 1, reply=names.mesh_reply_subject(self.node, node, tid)
+            )
         except (NoResponders, NotConnected, RequestTimeout, RemoteError) as exc:
             t._forget()
             raise Unavailable(f"no tunnel to {ip}:{port} on {node}: {exc}") from None
-        content = reply.content if isinstance(reply.content, dict) else {}
-        t.peer = str(content.get("subject") or "")
-        try:
-            names.parse_mesh_tunnel_subject(t.peer)
-        except names.InvalidName:
-            t._forget()
-            raise Unavailable(f"node {node} answered the tunnel request with {t.peer!r}") from None
         if t.closed:
             raise Unavailable(f"the tunnel to {ip}:{port} on {node} was reset while opening")
         t.start()
         return t
 
     # -- server side ----------------------------------------------------------------------
-    async def accept(self, content: Any) -> dict[str, Any]:
-        """Handle an open request: dial the endpoint, register the tunnel, answer its subject."""
+    async def accept(self, content: Any, peer: str) -> dict[str, Any]:
+        """Handle node ``peer``'s open request: dial the endpoint, register the tunnel."""
         if not isinstance(content, dict):
             raise BadRequest("open needs a map")
-        tid, peer, ip, port = content.get("tunnel"), content.get("reply"), content.get("ip"), content.get("port")
-        if not isinstance(tid, str) or not isinstance(ip, str) or not isinstance(port, int) or not isinstance(peer, str):
-            raise BadRequest("open needs tunnel, reply, ip and port")
+        tid, ip, port = content.get("tunnel"), content.get("ip"), content.get("port")
+        if not isinstance(tid, str) or not isinstance(ip, str) or not isinstance(port, int) or isinstance(port, bool):
+            raise BadRequest("open needs tunnel, ip and port")
         try:
-            names.mesh_tunnel_subject(self.node, tid)
-            names.parse_mesh_tunnel_subject(peer)
+            names.mesh_tunnel_subject(self.node, peer, tid)
         except names.InvalidName as exc:
             raise BadRequest(str(exc)) from None
-        if tid in self.tunnels:
+        if (peer, tid) in self.tunnels:
             raise BadRequest(f"tunnel {tid} exists")
         if (ip, port) not in self.targets():
             raise NotFound(f"{ip}:{port} is not an endpoint on node {self.node}")
@@ -328,7 +325,7 @@ class Tunnels:
             raise Unavailable(f"cannot connect to {ip}:{port} on node {self.node}: {exc}") from None
         t = Tunnel(self, tid, peer, conn, "server")
         t.start()
-        return {"subject": t.me, "window": self.window}
+        return {"tunnel": tid, "window": self.window}
 
     async def on_open(self, msg: BusMsg) -> None:
         """The open request handler (each request in a task of its own: a slow dial never
@@ -339,13 +336,14 @@ class Tunnels:
         from edgebus.bus import error_reply
 
         try:
+            _, peer = names.parse_mesh_open_subject(msg.subject)
             env = Envelope.decode(msg.data)
         except Exception as exc:
             BAD_FRAMES.inc()
             await msg.respond(error_reply(None, source="edgemesh", message=str(exc), code=400, reason="BadRequest").encode())
             return
         try:
-            out = await self.accept(env.content)
+            out = await self.accept(env.content, peer)
             await msg.respond(env.reply(source="edgemesh", content=out).encode())
         except ApiError as exc:
             await msg.respond(error_reply(env, source="edgemesh", message=exc.message, code=exc.code, reason=exc.reason).encode())
@@ -353,20 +351,16 @@ class Tunnels:
     # -- frames -----------------------------------------------------------------------------
     async def on_frame(self, msg: BusMsg) -> None:
         try:
-            _, tid = names.parse_mesh_tunnel_subject(msg.subject)
+            _, peer, tid = names.parse_mesh_tunnel_subject(msg.subject)
             kind, value, payload = parse_frame(msg.data)
         except (names.InvalidName, ValueError):
             BAD_FRAMES.inc()
             return
-        t = self.tunnels.get(tid)
-        if t is None or (t.peer and msg.reply and msg.reply != t.peer):
+        t = self.tunnels.get((peer, tid))
+        if t is None:
             BAD_FRAMES.inc()
-            if kind != RST and msg.reply:
-                try:
-                    names.parse_mesh_tunnel_subject(msg.reply)
-                except names.InvalidName:
-                    return
-                self.spawn(self.bus.publish(msg.reply, frame(RST, 0, b"unknown tunnel")))
+            if kind != RST:
+                self.spawn(self.bus.publish(names.mesh_tunnel_subject(peer, self.node, tid), frame(RST, 0, b"unknown tunnel")))
             return
         t.on_frame(kind, value, payload)
 

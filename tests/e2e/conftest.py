@@ -35,9 +35,9 @@ class RunningLab:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
 
 
-async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_kw: Any) -> RunningLab:
+async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, nodes: int = 1, **plan_kw: Any) -> RunningLab:
     for _ in range(20):
-        base = free_base_port(1, **{k: v for k, v in plan_kw.items() if k == "replicas"})
+        base = free_base_port(nodes, **{k: v for k, v in plan_kw.items() if k == "replicas"})
         try:
             px = TcpProxy("127.0.0.1", base + 1, port=base + 9) if proxy else None
             break
@@ -47,9 +47,8 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_k
         px.start()
     plan = LabPlan(
         data_dir=str(tmp_path / "lab"),
-        nodes=["edge-1"],
+        nodes=[f"edge-{i}" for i in range(1, nodes + 1)],
         base_port=base,
-        token="test-token",
         grace=grace,
         heartbeat=1.0,
         leaf_urls={"edge-1": f"nats-leaf://127.0.0.1:{px.port}"} if px else {},
@@ -57,9 +56,9 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, **plan_k
     )
     lab = Lab(plan, die_with_supervisor=True)
     await lab.up()
-    cloud = Bus(plan.cloud_nats_url, name="test-cloud", request_timeout=5)
+    cloud = plan.cloud_bus("test-cloud", request_timeout=5)
     await cloud.connect(retry_for=10)
-    edge = Bus(plan.node_nats_url("edge-1"), name="test-edge", request_timeout=5)
+    edge = plan.node_bus("edge-1", "test-edge", request_timeout=5)
     await edge.connect(retry_for=10)
     store = ObjectStore(cloud)
     rl = RunningLab(lab, px, cloud, edge, store, MetaClient(edge, "edge-1", timeout=10))

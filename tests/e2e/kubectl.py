@@ -35,13 +35,18 @@ def versioned_kubectls() -> dict[str, str]:
 
 
 class Kubectl:
-    def __init__(self, tmp: Path, name: str, server: str, binary: str | None = None) -> None:
+    def __init__(self, tmp: Path, name: str, server: str, binary: str | None = None, *, ca_file: str | None = None, token: str | None = None) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = tmp / f"{name}.kubeconfig"
-        self.config.write_text(yaml.safe_dump(kubeconfig(server, name)))
+        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, ca_file=ca_file, token=token)))
         self.cache = tmp / f"{name}.cache"
         self.binary = binary or KUBECTL or "kubectl"
         self.server = server
+        self.ca_file, self.token = ca_file, token
+
+    def other(self, tmp: Path, name: str, binary: str) -> Kubectl:
+        """The same cluster and credentials with another kubectl binary."""
+        return Kubectl(tmp, name, self.server, binary, ca_file=self.ca_file, token=self.token)
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--kubeconfig", str(self.config), "--cache-dir", str(self.cache), "--request-timeout", "20s", *args]

@@ -54,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundLab]:
 
 @pytest.fixture(scope="module")
 def k(lab: BackgroundLab, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    kc = Kubectl(tmp_path_factory.mktemp("kubectl"), "cloud", lab.rl.lab.plan.apiserver_url)
+    kc = Kubectl(tmp_path_factory.mktemp("kubectl"), "cloud", lab.rl.lab.plan.apiserver_url, ca_file=lab.rl.lab.plan.ca_file, token=lab.rl.lab.plan.admin_token())
     kc.run("apply", "-f", "-", stdin=WEB)
     kc.run("create", "namespace", "team-a")
     kc.run("run", "other", "-n", "team-a", "--image", "docker.io/library/busybox:edgebus", "--labels", "app=other", "--overrides", '{"spec": {"nodeName": "edge-1"}}')
@@ -269,12 +269,14 @@ def test_every_installed_kubectl_version(lab: BackgroundLab, tmp_path: Path) -> 
     kubectls = versioned_kubectls()
     if not kubectls:
         pytest.skip("no versioned kubectl binaries (kubectl.1.NN) next to kubectl")
-    url = lab.rl.lab.plan.apiserver_url
-    picked = json.loads(Kubectl(tmp_path, "dispatch", url).out("version", "-o", "json"))["clientVersion"]["gitVersion"]
+    plan = lab.rl.lab.plan
+    url = plan.apiserver_url
+    creds = {"ca_file": plan.ca_file, "token": plan.admin_token()}
+    picked = json.loads(Kubectl(tmp_path, "dispatch", url, **creds).out("version", "-o", "json"))["clientVersion"]["gitVersion"]
     print(f"\nthe dispatcher picks {picked}; testing {', '.join(kubectls)}")
     typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: NAME, namespace: default}\ndata: {a: b}\nbinaryDta: {}\n"
     for version, binary in kubectls.items():
-        kc = Kubectl(tmp_path, f"v{version}", url, binary=binary)
+        kc = Kubectl(tmp_path, f"v{version}", url, binary=binary, **creds)
         name = "v" + version.replace(".", "-")
         manifest = typo.replace("NAME", name).replace("binaryDta: {}\n", "")
         assert kc.fails("apply", "-f", "-", stdin=typo.replace("NAME", name)).endswith('strict decoding error: unknown field "binaryDta"'), version

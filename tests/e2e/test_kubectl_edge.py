@@ -51,9 +51,9 @@ async def lab(tmp_path: Path):
 
 
 class Kubectl:
-    def __init__(self, tmp: Path, name: str, server: str) -> None:
+    def __init__(self, tmp: Path, name: str, server: str, *, ca_file: str | None = None, token: str | None = None) -> None:
         self.config = tmp / f"{name}.kubeconfig"
-        self.config.write_text(yaml.safe_dump(kubeconfig(server, name)))
+        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, ca_file=ca_file, token=token)))
         self.cache = tmp / f"{name}.cache"
 
     def argv(self, *args: str) -> list[str]:
@@ -68,7 +68,7 @@ class Kubectl:
 
 async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path: Path) -> None:
     plan = lab.lab.plan
-    cloud = Kubectl(tmp_path, "cloud", plan.apiserver_url)
+    cloud = Kubectl(tmp_path, "cloud", plan.apiserver_url, ca_file=plan.ca_file, token=plan.admin_token())
     edge = Kubectl(tmp_path, "edge", f"http://127.0.0.1:{plan.metaserver_port('edge-1')}")
     await cloud.run("apply", "-f", "-", stdin=MANIFEST)
 

@@ -57,7 +57,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundLab]:
 
 @pytest.fixture(scope="module")
 def k(lab: BackgroundLab, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    kc = Kubectl(tmp_path_factory.mktemp("kubectl"), "cloud", lab.rl.lab.plan.apiserver_url)
+    kc = Kubectl(tmp_path_factory.mktemp("kubectl"), "cloud", lab.rl.lab.plan.apiserver_url, ca_file=lab.rl.lab.plan.ca_file, token=lab.rl.lab.plan.admin_token())
     kc.run("apply", "-f", "-", stdin=PODS)
     for name in ("talker", "stubborn"):
         wait_until(lambda name=name: kc.out("get", "pod", name, "-o", "jsonpath={.status.phase}") == "Running", timeout=60, msg=f"{name} Running")
@@ -82,7 +82,7 @@ def test_exec(k: Kubectl, tmp_path: Path) -> None:
     # kubectl before 1.29 speaks only SPDY: a clear error, not a hang
     old = versioned_kubectls().get("1.28")
     if old is not None:
-        err = Kubectl(tmp_path, "old", k.server, binary=old).fails("exec", "talker", "--", "true")
+        err = k.other(tmp_path, "old", old).fails("exec", "talker", "--", "true")
         assert err.startswith("Error from server (BadRequest): exec needs the websocket streaming protocol of the cloud apiserver")
 
 

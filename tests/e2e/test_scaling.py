@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,8 +43,8 @@ class Writers:
     """An API client spread over the apiserver replicas; a replica that is gone is skipped
     (as a Service would), so load continues through the failover."""
 
-    def __init__(self, urls: list[str]) -> None:
-        self.clients = [httpx.AsyncClient(base_url=u, timeout=5) for u in urls]
+    def __init__(self, urls: list[str], **kw: Any) -> None:
+        self.clients = [httpx.AsyncClient(base_url=u, timeout=5, **kw) for u in urls]
         self.n = 0
         self.failovers = 0
 
@@ -66,7 +67,7 @@ class Writers:
 
 async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
     plan = lab.lab.plan
-    api = Writers([plan.apiserver_url, f"http://127.0.0.1:{plan.replica_port('apiserver', 2)}"])
+    api = Writers([plan.apiserver_url, plan.api_url(plan.replica_port("apiserver", 2))], **plan.http_kwargs())
     ns = "/api/v1/namespaces/default"
     try:
         for i in range(N_CM):
@@ -133,7 +134,7 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         assert await _leader_pid(lab, "endpointcontroller") != ep_leader
         # the surviving devicecontroller still brings device twins into the cloud (the CLI
         # talks to the surviving apiserver)
-        survivor = ("--server", f"http://127.0.0.1:{plan.replica_port('apiserver', 2)}")
+        survivor = ("--server", plan.api_url(plan.replica_port("apiserver", 2)))
         await asyncio.to_thread(cli.run, *survivor, "device", "set", "thermostat", "setpoint=23.5")
         await eventually(lambda: _reported(cli, "setpoint", "23.5", survivor), timeout=30, interval=0.5, msg="a desired value written and reported after the kills")
         print(f"\nfailover: edge at the final state {took:.2f}s after the kills; {api.failovers} requests retried on the other apiserver")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edgebus import names
-from edgebus.bus import Bus
+from edgebus.bus import Bus, BusAuth
 from edgebus.envelope import Envelope
 from edgebus.testing.labrun import LabCli
 from edgebus.testing.waiting import wait_until
@@ -33,10 +33,11 @@ def store_objects(cli: LabCli, node: str) -> dict[str, dict]:
 
 
 class EventRecorder:
-    """Subscribes (through the cloud server) to a node's metamanager commit events."""
+    """Subscribes (on the node's own server, as one of its local users) to its metamanager's
+    commit events."""
 
-    def __init__(self, nats_url: str, node: str) -> None:
-        self.url, self.node = nats_url, node
+    def __init__(self, info: dict, node: str) -> None:
+        self.info, self.node = info, node
         self.events: list[tuple[float, dict]] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -48,7 +49,8 @@ class EventRecorder:
         asyncio.set_event_loop(self._loop)
 
         async def main() -> None:
-            self.bus = Bus(self.url, name="recorder")
+            nkey = str(Path(self.info["identity"]) / "local" / "edgebus.nk")
+            self.bus = Bus(self.info["nats"], name="recorder", auth=BusAuth(nkey_file=nkey), node=self.node)
             await self.bus.connect(retry_for=10)
 
             async def on(m) -> None:
@@ -72,7 +74,7 @@ def test_user_story(lab: LabCli, tmp_path: Path) -> None:
     wait_until(lambda: node_statuses(lab) == {"edge-1": "Ready", "edge-2": "Ready"}, timeout=30, msg="both nodes Ready")
 
     # 2. apply hello.yaml (+ one more pod on edge-1): on edge-1's store within a second
-    rec = EventRecorder(lab.state()["cloud_nats"], "edge-1")
+    rec = EventRecorder(lab.state()["nodes"]["edge-1"], "edge-1")
     try:
         lab.run("apply", "-f", str(ROOT / "examples" / "hello.yaml"))
         applied = time.monotonic()

@@ -17,7 +17,7 @@ from edgebus.objects import DEVICEMODELS, DEVICES, NODES
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service
 from edgebus.testing.services import build_service
-from edgebus.testing.servers import Cluster, Leaf, start_leaf
+from edgebus.testing.servers import Cluster, Leaf, cloudhub_identity, mapper_settings, register_node, start_leaf
 from edgebus import names
 
 NODE = "edge-1"
@@ -128,27 +128,31 @@ class DeviceMesh:
 async def start_mesh(cluster: Cluster, tmp: Path, *, via_proxy: bool = False, mappers: tuple[str, ...] = ("mappers.modbus",)) -> DeviceMesh:
     leaf = start_leaf(tmp, cluster.hub, NODE, via_proxy=via_proxy, mqtt=True)
     cluster.leaves[NODE] = leaf
-    cloud_nats = {"nats": {"url": cluster.hub.url}}
-    edge_nats = {"node": NODE, "nats": {"url": leaf.url, "ping_interval": 1}}
+    hub = cluster.hub
+
+    def edge_settings(user: str) -> dict[str, Any]:
+        return {"node": NODE, "nats": {**leaf.nats_settings(user), "ping_interval": 1}}
+
     svcs: dict[str, Service[Any]] = {
-        "cloudhub": build_service("cloudhub", **cloud_nats, cloudhub={"node_grace_period": 5, "bootstrap_tokens": ["t0k"]}),
-        "edgecontroller": build_service("edgecontroller", **cloud_nats),
-        "devicecontroller": build_service("devicecontroller", **cloud_nats, devicecontroller={"ack_wait": 3.0}),
-        "metamanager": build_service("metamanager", **edge_nats, metamanager={"data_dir": str(tmp / "mm")}),
-        "edgehub": build_service("edgehub", **edge_nats, edgehub={"join_token": "t0k", "heartbeat_interval": 0.5, "link_check_interval": 0.2}),
-        "devicetwin": build_service("devicetwin", **edge_nats, devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0}),
+        "cloudhub": build_service("cloudhub", nats=hub.nats_settings("cloudhub"), cloudhub=cloudhub_identity(hub, node_grace_period=5)),
+        "edgecontroller": build_service("edgecontroller", nats=hub.nats_settings("edgecontroller")),
+        "devicecontroller": build_service("devicecontroller", nats=hub.nats_settings("devicecontroller"), devicecontroller={"ack_wait": 3.0}),
+        "metamanager": build_service("metamanager", **edge_settings("metamanager"), metamanager={"data_dir": str(tmp / "mm")}),
+        "edgehub": build_service("edgehub", **edge_settings("edgehub"), edgehub={"heartbeat_interval": 0.5, "link_check_interval": 0.2}),
+        "devicetwin": build_service("devicetwin", **edge_settings("devicetwin"), devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0}),
     }
     for m in mappers:
-        svcs[m] = build_service(m, **edge_nats, mapper={"membership_interval": 2.0, "reconnect_max": 0.5})
-    for s in svcs.values():
-        await s.start()
-    cloud = Bus(cluster.hub.url, name="test-cloud", request_timeout=5)
+        svcs[m] = build_service(m, **mapper_settings(leaf, m), mapper={"membership_interval": 2.0, "reconnect_max": 0.5})
+    cloud = hub.bus("test-cloud")
     await cloud.connect(retry_for=5)
-    edge = Bus(leaf.url, name="test-edge", request_timeout=5)
+    edge = leaf.bus("test-edge")
     await edge.connect(retry_for=5)
     store = ObjectStore(cloud)
     await store.ensure()
     await store.ensure_system_namespaces()
+    await register_node(store, NODE)
+    for s in svcs.values():
+        await s.start()
     return DeviceMesh(cluster, leaf, store, cloud, edge, svcs, tmp)
 
 

@@ -25,12 +25,11 @@ from edgebus.objects import PODS, SERVICES
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service
 from edgebus.testing.backends import HttpBackend, UpstreamDns, host_pod, report_pod
-from edgebus.testing.servers import Cluster, start_hub, start_leaf
+from edgebus.testing.servers import Cluster, Leaf, cloudhub_identity, register_node, start_hub, start_leaf, start_site
 from edgebus.testing.services import build_service
 from edgebus.testing.waiting import eventually
 
 NODES = ("edge-1", "edge-2")
-TOKEN = "mesh-token"
 
 
 def cidrs() -> dict[str, str]:
@@ -136,28 +135,29 @@ async def start_meshnet(tmp_path: Path, *, mesh_settings: dict[str, Any] | None 
     site_port = None
     if site:
         site_port = free_port()
-        cluster.leaves[SITE] = start_leaf(tmp_path, hub, SITE, via_proxy=True, leaf_port=site_port)
+        cluster.leaves[SITE] = start_site(tmp_path, hub, SITE, list(NODES), leaf_port=site_port)
     upstream = await UpstreamDns({"example.org": "127.0.0.99"}).start()
     services: dict[str, Service[Any]] = {}
     try:
-        cloud_nats = {"nats": {"url": hub.url}}
-        services["cloudhub"] = build_service("cloudhub", **cloud_nats, cloudhub={"node_grace_period": 30, "bootstrap_tokens": [TOKEN]})
-        services["edgecontroller"] = build_service("edgecontroller", **cloud_nats)
-        services["endpointcontroller"] = build_service("endpointcontroller", **cloud_nats)
+        services["cloudhub"] = build_service("cloudhub", nats=hub.nats_settings("cloudhub"), cloudhub=cloudhub_identity(hub, node_grace_period=30))
+        services["edgecontroller"] = build_service("edgecontroller", nats=hub.nats_settings("edgecontroller"))
+        services["endpointcontroller"] = build_service("endpointcontroller", nats=hub.nats_settings("endpointcontroller"))
         dns_ports: dict[str, int] = {}
         ranges = cidrs()
         for node in NODES:
             leaf = start_leaf(tmp_path, hub, node, via_proxy=cut_proxy and not site, upstream_leaf_port=site_port)
             cluster.leaves[node] = leaf
-            base = {"node": node, "nats": {"url": leaf.url, "ping_interval": 1}}
+            def base(user: str, leaf: Leaf = leaf, node: str = node) -> dict[str, Any]:
+                return {"node": node, "nats": {**leaf.nats_settings(user), "ping_interval": 1}}
+
             dns_ports[node] = free_port()
             services[f"{node}/metamanager"] = build_service(
-                "metamanager", **base, metamanager={"data_dir": str(tmp_path / node / "mm"), "metaserver_port": free_port()}
+                "metamanager", **base("metamanager"), metamanager={"data_dir": str(tmp_path / node / "mm"), "metaserver_port": free_port()}
             )
-            services[f"{node}/edgehub"] = build_service("edgehub", **base, edgehub={"join_token": TOKEN, "heartbeat_interval": 0.5})
+            services[f"{node}/edgehub"] = build_service("edgehub", **base("edgehub"), edgehub={"heartbeat_interval": 0.5})
             services[f"{node}/edgemesh"] = build_service(
                 "edgemesh",
-                **base,
+                **base("edgemesh"),
                 edgemesh={
                     "dns_port": dns_ports[node],
                     "upstream": f"127.0.0.1:{upstream.port}",
@@ -168,17 +168,19 @@ async def start_meshnet(tmp_path: Path, *, mesh_settings: dict[str, Any] | None 
                     **(mesh_settings or {}),
                 },
             )
-        for s in services.values():
-            await s.start()
-        cloud = Bus(hub.url, name="test-cloud", request_timeout=5)
+        cloud = hub.bus("test-cloud")
         await cloud.connect(retry_for=10)
         edges = {}
         for node in NODES:
-            edges[node] = Bus(cluster.leaves[node].url, name=f"test-{node}", request_timeout=5)
+            edges[node] = cluster.leaves[node].bus(f"test-{node}")
             await edges[node].connect(retry_for=10)
         store = ObjectStore(cloud)
         await store.ensure()
         await store.ensure_system_namespaces()
+        for node in NODES:
+            await register_node(store, node)
+        for s in services.values():
+            await s.start()
         net = MeshNet(cluster, store, cloud, edges, services, dns_ports, upstream, ranges)
 
         async def joined() -> bool:

@@ -22,7 +22,7 @@ from edgebus.natsd import free_port
 from edgebus.objects import NODES, PODS
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service
-from edgebus.testing.servers import Cluster, Leaf, start_leaf
+from edgebus.testing.servers import Cluster, Leaf, cloudhub_identity, register_node, start_leaf
 from edgebus.testing.services import build_service
 from edgebus.testing.waiting import eventually
 
@@ -60,7 +60,7 @@ class PodMesh:
     def edged_kwargs(self) -> dict[str, Any]:
         return {
             "node": NODE,
-            "nats": {"url": self.leaf.url, "ping_interval": 1},
+            "nats": {**self.leaf.nats_settings("edged"), "ping_interval": 1},
             "edged": {"containerd": self.containerd.address, "data_dir": str(self.edged_dir), "internal_ip": "127.0.0.1", **EDGED_FAST, **self.edged_settings},
         }
 
@@ -145,24 +145,25 @@ def pod(name: str, *, command: list[str] | None = None, restart: str = "Always",
 async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, **edged: Any) -> PodMesh:
     leaf = start_leaf(tmp, cluster.hub, NODE)
     cluster.leaves[NODE] = leaf
-    cloud_nats = {"nats": {"url": cluster.hub.url}}
+    hub = cluster.hub
     api_port = free_port()
     services: dict[str, Service[Any]] = {
-        "cloudhub": build_service("cloudhub", **cloud_nats, cloudhub={"node_grace_period": 10, "bootstrap_tokens": ["t0k"]}),
-        "edgecontroller": build_service("edgecontroller", **cloud_nats),
-        "apiserver": build_service("apiserver", **cloud_nats, apiserver={"port": api_port}),
-        "metamanager": build_service("metamanager", node=NODE, nats={"url": leaf.url, "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm")}),
-        "edgehub": build_service("edgehub", node=NODE, nats={"url": leaf.url, "ping_interval": 1}, edgehub={"join_token": "t0k", "heartbeat_interval": 1, "internal_ip": "127.0.0.1"}),
+        "cloudhub": build_service("cloudhub", nats=hub.nats_settings("cloudhub"), cloudhub=cloudhub_identity(hub, node_grace_period=10)),
+        "edgecontroller": build_service("edgecontroller", nats=hub.nats_settings("edgecontroller")),
+        "apiserver": build_service("apiserver", nats=hub.nats_settings("apiserver"), apiserver={"port": api_port}),
+        "metamanager": build_service("metamanager", node=NODE, nats={**leaf.nats_settings("metamanager"), "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm")}),
+        "edgehub": build_service("edgehub", node=NODE, nats={**leaf.nats_settings("edgehub"), "ping_interval": 1}, edgehub={"heartbeat_interval": 1, "internal_ip": "127.0.0.1"}),
     }
-    for s in services.values():
-        await s.start()
-    cloud = Bus(cluster.hub.url, name="test-cloud", request_timeout=5)
+    cloud = hub.bus("test-cloud")
     await cloud.connect(retry_for=10)
-    edge = Bus(leaf.url, name="test-edge", request_timeout=5)
+    edge = leaf.bus("test-edge")
     await edge.connect(retry_for=10)
     store = ObjectStore(cloud)
     await store.ensure()
     await store.ensure_system_namespaces()
+    await register_node(store, NODE)
+    for s in services.values():
+        await s.start()
     mesh = PodMesh(cluster, leaf, containerd, store, cloud, edge, CriClient(containerd.address), f"http://127.0.0.1:{api_port}", services, tmp, edged)
     await mesh.restart_edged()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from edgebus import names
-from edgebus.bus import Bus, stream_state
+from edgebus.bus import stream_state
 from edgebus.natsd import free_port
 from edgebus.testing.servers import Hub
 from edgebus.testing.waiting import eventually
@@ -26,7 +26,7 @@ CMS = "/api/v1/namespaces/default/configmaps"
 @pytest.fixture
 async def api(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
-    settings = Settings(nats=NatsSettings(url=hub.url), apiserver=ApiServerSettings(port=port))
+    settings = Settings(nats=NatsSettings(**hub.nats_settings("apiserver")), apiserver=ApiServerSettings(port=port))
     svc = build(settings)
     await svc.start()
     try:
@@ -277,7 +277,7 @@ async def test_watch_initial_state_and_selectors(api: httpx.AsyncClient) -> None
 
 
 async def kv_consumers(hub: Hub) -> int:
-    bus = Bus(hub.url, name="probe", request_timeout=3)
+    bus = hub.bus("probe", request_timeout=3)
     await bus.connect(retry_for=5)
     try:
         return (await stream_state(bus, names.kv_stream(names.BUCKET_OBJECTS))).consumers
@@ -321,7 +321,7 @@ async def test_watch_timeout_and_disconnect_end_cleanly(api: httpx.AsyncClient, 
 
 async def test_stop_ends_open_watches(hub: Hub) -> None:
     port = free_port()
-    svc = build(Settings(nats=NatsSettings(url=hub.url), apiserver=ApiServerSettings(port=port)))
+    svc = build(Settings(nats=NatsSettings(**hub.nats_settings("apiserver")), apiserver=ApiServerSettings(port=port)))
     await svc.start()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
 

@@ -13,6 +13,7 @@ from edgebus.bus import Bus, CaughtUp, RemoteError, read_stream
 from edgebus.envelope import Envelope
 from edgebus.metaclient import MetaClient
 from edgebus.objects import CONFIGMAPS, NODES, PODS
+from edgebus.testing.servers import bus_for
 from edgebus.testing.waiting import eventually
 
 
@@ -33,7 +34,7 @@ def down_env(op: str, content, seq: int) -> Envelope:
 
 async def test_malformed_downstream_messages_are_recorded_and_skipped(mesh) -> None:
     store, bus, _ = mesh
-    leaf_bus = Bus(mesh[2][2].settings.nats.url, name="test-edge")  # metamanager's server
+    leaf_bus = bus_for(mesh[2][2].settings, "test-edge")  # metamanager's server
     await leaf_bus.connect(retry_for=5)
     mc = MetaClient(leaf_bus, "edge-1")
     try:
@@ -76,7 +77,7 @@ async def test_malformed_downstream_messages_are_recorded_and_skipped(mesh) -> N
 
 async def test_malformed_upstream_messages_are_recorded_and_skipped(mesh) -> None:
     store, bus, svcs = mesh
-    leaf_bus = Bus(svcs[2].settings.nats.url, name="test-edge")
+    leaf_bus = bus_for(svcs[2].settings, "test-edge")
     await leaf_bus.connect(retry_for=5)
     try:
         outbox = lambda kind, ref=None: names.outbox_subject("edge-1", kind, ref)  # noqa: E731

@@ -25,7 +25,7 @@ async def test_idle_consumer_gets_a_message_as_soon_as_it_is_stored(bus: Bus, hu
     """A message published while the reader waits in a long fetch is returned at once,
     not when the fetch's request expires - also after fetches that ended idle."""
     sub = await _consumer(bus, "FETCHA")
-    pub = Bus(hub.url, name="publisher")
+    pub = hub.bus("publisher")
     await pub.connect(retry_for=5)
     delays: list[float] = []
     try:

@@ -27,7 +27,7 @@ DEVICES = f"{G}/namespaces/default/devices"
 @pytest.fixture
 async def api(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
-    svc = build(Settings(nats=NatsSettings(url=hub.url), apiserver=ApiServerSettings(port=port)))
+    svc = build(Settings(nats=NatsSettings(**hub.nats_settings("apiserver")), apiserver=ApiServerSettings(port=port)))
     await svc.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:

@@ -44,9 +44,10 @@ DEVICE = {
 class Client:
     """A paho-mqtt client whose received messages are queued for the (async) test."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, user: str, password: str) -> None:
         self.q: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kubeedge-mapper-{time.time_ns()}")
+        self.c.username_pw_set(user, password)
         self.c.on_message = lambda _c, _u, msg: self.q.put((msg.topic, msg.payload))
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
@@ -97,7 +98,8 @@ async def test_kubeedge_mapper_over_mqtt(mesh) -> None:
     await eventually(mesh.node_ready, timeout=15, msg="edge-1 Ready")
     await mesh.store.create(DEVICEMODELS, MODEL)
     await mesh.store.create(DEVICES, DEVICE)
-    c = Client(mesh.leaf.mqtt_port)
+    cred = mesh.leaf.mapper("modbus")  # a mapper's MQTT login on the node's server
+    c = Client(mesh.leaf.mqtt_port, cred.user, cred.password)
     try:
         c.sub(
             f"$hw/events/node/{NODE}/membership/get/result",

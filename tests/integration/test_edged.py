@@ -8,6 +8,7 @@ pods and removes them. Skipped, with the reason, where a private containerd cann
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -72,6 +73,7 @@ def cli(mesh: PodMesh, *args: str, check: bool = True) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **mesh.cluster.hub.cli_env()},
     )
     if check and cp.returncode != 0:
         raise AssertionError(f"edgebus {' '.join(args)} failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
@@ -160,7 +162,7 @@ async def test_follow_streams_new_lines(mesh: PodMesh) -> None:
     await mesh.wait_phase("ticker", "Running", timeout=20)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgebus.cli.main", "--server", mesh.api_url, "--nats", mesh.cluster.hub.url, "logs", "ticker", "-f",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **mesh.cluster.hub.cli_env()},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from edgebus.bus import Bus
 from edgebus.bus.lease import Lease
 from edgebus.testing.waiting import eventually
 
 
 async def test_one_leader_and_failover(hub) -> None:
-    buses = [Bus(hub.url, name=f"r{i}") for i in range(3)]
+    buses = [hub.bus(f"r{i}") for i in range(3)]
     for b in buses:
         await b.connect(retry_for=5)
     leases = [Lease(b, "role", ttl=1.5, identity=f"r{i}") for i, b in enumerate(buses)]
@@ -52,7 +51,7 @@ async def _noop() -> None:
 
 
 async def test_work_runs_only_while_leader(hub) -> None:
-    bus = Bus(hub.url, name="w")
+    bus = hub.bus("w")
     await bus.connect(retry_for=5)
     lease = Lease(bus, "worker", ttl=1.5)
     runs = []
@@ -79,7 +78,7 @@ async def test_work_runs_only_while_leader(hub) -> None:
 
 async def test_cancelling_while_stepping_down_is_not_swallowed(hub) -> None:
     """A service stopping right as it loses its lease must stop, not wait for leadership."""
-    bus = Bus(hub.url, name="c")
+    bus = hub.bus("c")
     await bus.connect(retry_for=5)
     lease = Lease(bus, "c", ttl=1.5)
 

@@ -192,15 +192,16 @@ async def test_bad_tunnel_input_and_a_peer_that_disappears(net: MeshNet) -> None
     await net.wait_endpoints(1, "blob")
     addr = await net.address("edge-1", "blob")
     rogue: Bus = net.edges["edge-1"]
-    # garbage on tunnel subjects, forged frames for unknown tunnels, bad open requests
-    for subj in (names.mesh_tunnel_subject("edge-2", "deadbeef"), names.mesh_tunnel_subject("edge-1", "x")):
+    # garbage on tunnel subjects, forged frames for unknown tunnels, bad open requests (sent
+    # as edge-1: the only sender edge-1's credential may claim to be)
+    for subj in (names.mesh_tunnel_subject("edge-2", "edge-1", "deadbeef"), names.mesh_tunnel_subject("edge-1", "edge-1", "x")):
         for junk in (b"", b"D", b"Q" + b"\0" * 12, b"D" + b"\0" * 8 + b"data", b"\xff" * 100):
-            await rogue.publish(subj, junk, reply=names.mesh_tunnel_subject("edge-1", "rogue"))
-    for content in ({}, {"tunnel": "t1", "reply": "not.a.tunnel", "ip": "127.0.0.1", "port": 1}, {"tunnel": "t2", "reply": names.mesh_tunnel_subject("edge-1", "t2"), "ip": "127.0.0.1", "port": 22}):
+            await rogue.publish(subj, junk)
+    for i, content in enumerate(({}, {"tunnel": "t1", "ip": "127.0.0.1", "port": "1"}, {"tunnel": "t2", "ip": "127.0.0.1", "port": 22})):
         env = Envelope.new(source="test", operation="query", content=content)
-        reply = Envelope.decode((await rogue.request(names.mesh_subject("edge-2", "open"), env, timeout=5)).data)
-        assert reply.route.operation == "error"  # bad request, or not an endpoint of edge-2: no open relay
-    await rogue.publish(names.mesh_subject("edge-2", "open"), b"\x00not msgpack", reply=rogue.new_inbox())
+        answer = await rogue.request(names.mesh_open_subject("edge-2", "edge-1"), env, timeout=5, reply=names.mesh_reply_subject("edge-1", "edge-2", f"rogue{i}"))
+        assert Envelope.decode(answer.data).route.operation == "error"  # bad request, or not an endpoint of edge-2: no open relay
+    await rogue.publish(names.mesh_open_subject("edge-2", "edge-1"), b"\x00not msgpack", reply=names.mesh_reply_subject("edge-1", "edge-2", "rogue9"))
     assert await http_get(addr, 8080) == b"blob-2"
 
     client = net.services["edge-1/edgemesh"].ctx

@@ -72,7 +72,7 @@ async def test_old_revisions_are_gone_and_bad_requests_are_refused(mesh) -> None
         assert time.monotonic() - t0 < 5
 
     # the apiserver's relay refuses what it must not run
-    api = build_service("apiserver", nats={"url": svcs[0].settings.nats.url}, apiserver={"port": 0})
+    api = build_service("apiserver", nats=svcs[0].settings.nats.model_dump(), apiserver={"port": 0})
     await api.start()
     try:
         await eventually(lambda: api.ready()["ok"], msg="apiserver ready")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from edgebus.bus import Bus
 from edgebus.metaclient import MetaClient
 from edgebus.objects import CONFIGMAPS, NODES, PODS
 from edgebus.objectstore import ObjectStore
+from edgebus.testing.servers import bus_for
 from edgebus.testing.waiting import eventually
 
 
@@ -63,7 +63,7 @@ async def test_node_keeps_its_own_pod_status(mesh) -> None:
     from edgebus.envelope import Envelope
 
     store, _, svcs = mesh
-    edge = Bus(svcs[2].settings.nats.url, name="test-edge")
+    edge = bus_for(svcs[2].settings, "test-edge")
     await edge.connect(retry_for=5)
     try:
         mc = MetaClient(edge, "edge-1")
@@ -106,7 +106,7 @@ async def test_mirror_follows_the_local_store_by_events(mesh) -> None:
     from edgebus.metaclient import Mirror
 
     store, _, svcs = mesh
-    edge = Bus(svcs[2].settings.nats.url, name="test-edge")
+    edge = bus_for(svcs[2].settings, "test-edge")
     await edge.connect(retry_for=5)
     mc = MetaClient(edge, "edge-1")
     lists: list[str] = []

@@ -331,15 +331,21 @@ def test_dlq_and_queue_group() -> None:
 @settings(max_examples=200)
 @given(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?(\.[a-z0-9]{1,5}){0,2}", fullmatch=True), st.from_regex(r"[a-f0-9]{16}", fullmatch=True))
 def test_mesh_tunnel_subjects_round_trip(node: str, tunnel: str) -> None:
-    subj = names.mesh_tunnel_subject(node, tunnel)
-    assert names.parse_mesh_tunnel_subject(subj) == (node, tunnel)
-    assert subj.startswith(names.mesh_tunnel_filter(node)[:-1])
-    assert names.mesh_subject(node, "open") == f"edgebus.node.{names.encode_token(node)}.mesh.open"
+    subj = names.mesh_tunnel_subject(node, "peer-1.site", tunnel)
+    assert names.parse_mesh_tunnel_subject(subj) == (node, "peer-1.site", tunnel)
+    assert subject_matches(names.mesh_tunnel_filter(node), subj)
+    assert subject_matches(names.mesh_to_filter(node), subj) and subject_matches(names.mesh_from_filter("peer-1.site"), subj)
+    opened = names.mesh_open_subject(node, "peer-1.site")
+    assert names.parse_mesh_open_subject(opened) == (node, "peer-1.site")
+    assert subject_matches(names.mesh_open_filter(node), opened) and subject_matches(names.mesh_from_filter("peer-1.site"), opened)
+    reply = names.mesh_reply_subject("peer-1.site", node, tunnel)
+    assert subject_matches(names.mesh_to_filter("peer-1.site"), reply) and subject_matches(names.mesh_from_filter(node), reply)
+    assert not subject_matches(names.mesh_from_filter(node), subj) or node == "peer-1.site"
 
 
 def test_mesh_tunnel_subjects_reject_foreign_subjects() -> None:
-    for bad in ("edgebus.node.n1.mesh.open", "edgebus.node.n1.mesh.t", "edgebus.node.n1.mesh.t.a.b", "x.node.n1.mesh.t.ab", "edgebus.node.n1.mesh.t.A*"):
+    for bad in ("edgebus.mesh.n1.n2.open", "edgebus.mesh.n1.n2.t", "edgebus.mesh.n1.n2.t.a.b", "x.mesh.n1.n2.t.ab", "edgebus.mesh.n1.n2.t.A*", "edgebus.node.n1.mesh.t.ab"):
         with pytest.raises(names.InvalidName):
             names.parse_mesh_tunnel_subject(bad)
     with pytest.raises(names.InvalidName):
-        names.mesh_tunnel_subject("n1", "a.b")
+        names.mesh_tunnel_subject("n1", "n2", "a.b")

@@ -1,0 +1,2 @@
+"""Identity: the cloud's trust material, node credentials, bootstrap tokens, and the
+permissions of each role (enforced by nats-server; see docs/security.md)."""
