@@ -65,6 +65,13 @@ class BadRequest(ApiError):
     reason = "BadRequest"
 
 
+class Unauthorized(ApiError):
+    """No valid credentials (Kubernetes answers ``Unauthorized`` as the message too)."""
+
+    code = 401
+    reason = "Unauthorized"
+
+
 class Forbidden(ApiError):
     code = 403
     reason = "Forbidden"

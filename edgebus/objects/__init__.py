@@ -1,6 +1,10 @@
 """The Kubernetes object model edgebus serves: resources, validation, selectors, tables."""
 
 from edgebus.objects.resources import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
+    ROLEBINDINGS,
+    ROLES,
     CONFIGMAPS,
     DEVICEMODELS,
     DEVICES,
@@ -30,6 +34,10 @@ from edgebus.objects.resources import (
 )
 
 __all__ = [
+    "CLUSTERROLEBINDINGS",
+    "CLUSTERROLES",
+    "ROLEBINDINGS",
+    "ROLES",
     "CONFIGMAPS",
     "DEVICEMODELS",
     "DEVICES",

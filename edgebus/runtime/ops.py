@@ -47,9 +47,19 @@ def ops_app(health: Callable[[], dict[str, object]], ready: Callable[[], dict[st
     )
 
 
-async def serve_http(app: object, host: str, port: int, stop: asyncio.Event, *, started: asyncio.Event | None = None) -> None:
-    """Serve an ASGI app until ``stop`` is set."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)  # type: ignore[arg-type]
+async def serve_http(
+    app: object,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    started: asyncio.Event | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
+    """Serve an ASGI app until ``stop`` is set (HTTPS with a certificate and key file)."""
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False, **tls)  # type: ignore[arg-type]
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(), name=f"http:{port}")
     try:
