@@ -3,6 +3,7 @@ one node's metaserver (which answers from the node's store, also while it is off
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import yaml
@@ -12,12 +13,17 @@ from edgebus.cli.output import fail
 from edgebus.lab import load_state
 
 
-def kubeconfig(server: str, name: str, namespace: str = "default") -> dict[str, Any]:
+def kubeconfig(server: str, name: str, namespace: str = "default", *, token: str | None = None, ca_pem: bytes | None = None) -> dict[str, Any]:
+    """A kubeconfig for ``server``; with a bearer ``token`` and the CA (PEM) that signed the
+    server's certificate when given."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server}}],
-        "users": [{"name": name, "user": {}}],
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": {"token": token} if token else {}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
         "current-context": name,
         "preferences": {},
