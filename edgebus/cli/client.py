@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,25 @@ class ApiError(Exception):
         super().__init__(f"{msg} ({code})" if msg else f"HTTP {code}")
 
 
+def api_credentials(data_dir: str | None = None) -> tuple[str | None, str | None]:
+    """(bearer token, CA file) for the apiserver: ``EDGEBUS_TOKEN`` / ``EDGEBUS_CA_FILE``, or
+    the files the running lab names in ``lab.json`` (``api_token_file``, ``api_ca_file``)."""
+    token, ca = os.environ.get("EDGEBUS_TOKEN") or None, os.environ.get("EDGEBUS_CA_FILE") or None
+    st = load_state(lab_dir(data_dir)) or {}
+    if token is None and st.get("api_token_file"):
+        try:
+            token = Path(st["api_token_file"]).read_text().strip() or None
+        except OSError:
+            token = None
+    return token, ca or st.get("api_ca_file") or None
+
+
 class Api:
-    def __init__(self, base: str, timeout: float = 10.0) -> None:
+    def __init__(self, base: str, timeout: float = 10.0, *, data_dir: str | None = None) -> None:
         self.base = base
-        self.http = httpx.Client(base_url=base, timeout=timeout)
+        token, ca = api_credentials(data_dir)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base, timeout=timeout, headers=headers, verify=ssl.create_default_context(cafile=ca) if ca else True)
 
     def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None) -> Any:
         try:

@@ -40,7 +40,7 @@ class Opts:
     data_dir: str | None
 
     def api(self) -> Api:
-        return Api(server_url(self.server, self.data_dir))
+        return Api(server_url(self.server, self.data_dir), data_dir=self.data_dir)
 
 
 @app.callback()

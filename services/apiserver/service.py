@@ -52,6 +52,8 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
         anonymous_paths=frozenset(api.auth.anonymous_paths),
     )
     add_relay(svc.router, app)
+    if security.enabled and not api.tls_cert_file:
+        log.warning("authentication is on over plain HTTP: kubectl sends no credentials without HTTPS (set apiserver.tls_cert_file / tls_key_file)")
     if security.enabled:
         log.info("authentication on: %d verification key(s); tokens %s", len(security.verifier.key_ids) if security.verifier else 0, "issued" if security.issuer else "not issued")
     listening = asyncio.Event()
