@@ -151,7 +151,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, **edge
         "cloudhub": build_service("cloudhub", **cloud_nats, cloudhub={"node_grace_period": 10, "bootstrap_tokens": ["t0k"]}),
         "edgecontroller": build_service("edgecontroller", **cloud_nats),
         "apiserver": build_service("apiserver", **cloud_nats, apiserver={"port": api_port}),
-        "metamanager": build_service("metamanager", node=NODE, nats={"url": leaf.url, "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm")}),
+        "metamanager": build_service("metamanager", node=NODE, nats={"url": leaf.url, "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm"), "metaserver_port": free_port()}),
         "edgehub": build_service("edgehub", node=NODE, nats={"url": leaf.url, "ping_interval": 1}, edgehub={"join_token": "t0k", "heartbeat_interval": 1, "internal_ip": "127.0.0.1"}),
     }
     for s in services.values():
