@@ -134,7 +134,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, *, via_proxy: bool = False, ma
         "cloudhub": build_service("cloudhub", **cloud_nats, cloudhub={"node_grace_period": 5, "bootstrap_tokens": ["t0k"]}),
         "edgecontroller": build_service("edgecontroller", **cloud_nats),
         "devicecontroller": build_service("devicecontroller", **cloud_nats, devicecontroller={"ack_wait": 3.0}),
-        "metamanager": build_service("metamanager", **edge_nats, metamanager={"data_dir": str(tmp / "mm")}),
+        "metamanager": build_service("metamanager", **edge_nats, metamanager={"data_dir": str(tmp / "mm"), "metaserver_port": free_port()}),
         "edgehub": build_service("edgehub", **edge_nats, edgehub={"join_token": "t0k", "heartbeat_interval": 0.5, "link_check_interval": 0.2}),
         "devicetwin": build_service("devicetwin", **edge_nats, devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0}),
     }
