@@ -14,7 +14,8 @@ asks the authorizer, before the app sees anything.
 * a browser's cross-origin request to a streaming route (``exec``, ``attach``,
   ``portforward``, ``log``, any websocket) is refused with ``403``: kubectl sends no
   ``Origin``, browsers always do;
-* denied: ``403`` with Kubernetes' message.
+* denied: ``403`` with Kubernetes' message; ``/healthz``, ``/livez`` and ``/readyz`` are
+  never refused by authorization (Kubernetes' ``--authorization-always-allow-paths``).
 
 The app finds the user in ``scope["edgebus.user"]`` and the attributes in
 ``scope["edgebus.attributes"]``. With authentication off every request is let through as
@@ -45,6 +46,9 @@ USER_KEY = "edgebus.user"
 ATTRIBUTES_KEY = "edgebus.attributes"
 #: Routes that do their own authentication (the node join and renew API): no token needed.
 UNAUTHENTICATED_PREFIXES: tuple[str, ...] = ()
+#: Health paths are never refused by authorization (kube-apiserver's default
+#: ``--authorization-always-allow-paths``), so probes work before the RBAC objects are loaded.
+ALWAYS_ALLOW_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "log"})
 WS_TOKEN_PREFIX = "base64url.bearer.authorization.k8s.io."
 
@@ -115,7 +119,7 @@ class Guard:
             user = scope.get(USER_KEY)
             if user is None:
                 user = await self._authenticate(scope, path)
-            if self.authenticate is not None or scope.get(USER_KEY) is not None:
+            if (self.authenticate is not None or scope.get(USER_KEY) is not None) and path not in ALWAYS_ALLOW_PATHS:
                 d = await self.authorize(user, attrs)
                 if not d.allowed:
                     DECISIONS.labels(self.server, "forbidden").inc()

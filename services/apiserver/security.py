@@ -103,7 +103,7 @@ class Security:
         """Keep the indexes from a watch; runs until cancelled (restarted by the supervisor)."""
         self.synced.clear()
         self.authorizer.rbac.clear()
-        self.graph.__init__()  # type: ignore[misc]
+        self.graph = self.authorizer.graph = NodeGraph()
         self.service_accounts.clear()
         self.namespaces.clear()
         async with aclosing(self.store.watch(self.watched(), bookmarks=True)) as it:
