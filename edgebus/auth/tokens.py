@@ -23,6 +23,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,11 @@ class Verifier:
     issuers: tuple[str, ...] = (DEFAULT_ISSUER,)
     audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,)
     recheck_seconds: float = 5.0
+    #: verified tokens are remembered this long (Kubernetes caches token authentication
+    #: too): a signature check costs more than the rest of a small request
+    cache_seconds: float = 10.0
+    cache_size: int = 4096
+    _cache: OrderedDict[str, tuple[float, UserInfo]] = field(default_factory=OrderedDict)
     _by_file: dict[str, dict[str, ec.EllipticCurvePublicKey]] = field(default_factory=dict)
     _keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     _stamp: dict[str, tuple[float, int]] = field(default_factory=dict)
@@ -222,7 +228,10 @@ class Verifier:
             except (OSError, ValueError):
                 if initial:
                     raise
-        self._keys = {kid: k for keys in self._by_file.values() for kid, k in keys.items()}
+        keys = {kid: k for keys in self._by_file.values() for kid, k in keys.items()}
+        if set(keys) != set(self._keys):
+            self._cache.clear()  # a key went away (or came): verify everything again
+        self._keys = keys
 
     @property
     def key_ids(self) -> list[str]:
@@ -264,8 +273,25 @@ class Verifier:
         raise InvalidToken(f"bad signature: {last}")
 
     def authenticate(self, token: str) -> UserInfo:
-        """The user a verified token names."""
-        return user_from_claims(self.claims(token))
+        """The user a verified token names (remembered for ``cache_seconds``, never past the
+        token's own expiry)."""
+        if time.monotonic() - self._checked > self.recheck_seconds:
+            self.reload()  # a removed key also empties the cache
+        now = time.time()
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(token)
+            return hit[1]
+        claims = self.claims(token)
+        user = user_from_claims(claims)
+        exp = claims.get("exp")
+        until = now + self.cache_seconds
+        if isinstance(exp, int | float):
+            until = min(until, float(exp))
+        self._cache[token] = (until, user)
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return user
 
 
 def user_from_claims(claims: dict[str, Any]) -> UserInfo:
