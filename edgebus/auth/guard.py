@@ -14,6 +14,8 @@ asks the authorizer, before the app sees anything.
 * a browser's cross-origin request to a streaming route (``exec``, ``attach``,
   ``portforward``, ``log``, any websocket) is refused with ``403``: kubectl sends no
   ``Origin``, browsers always do;
+* impersonation (``Impersonate-*`` headers, ``kubectl --as``) is refused with ``403`` rather
+  than silently ignored;
 * denied: ``403`` with Kubernetes' message; ``/healthz``, ``/livez`` and ``/readyz`` are
   never refused by authorization (Kubernetes' ``--authorization-always-allow-paths``).
 
@@ -119,6 +121,9 @@ class Guard:
             user = scope.get(USER_KEY)
             if user is None:
                 user = await self._authenticate(scope, path)
+            if self.authenticate is not None and any(k.lower().startswith(b"impersonate-") for k, _ in scope.get("headers") or []):
+                DECISIONS.labels(self.server, "forbidden").inc()
+                raise Forbidden("impersonation (--as, Impersonate-* headers) is not supported by this server: the request was not run")
             if (self.authenticate is not None or scope.get(USER_KEY) is not None) and path not in ALWAYS_ALLOW_PATHS:
                 d = await self.authorize(user, attrs)
                 if not d.allowed:

@@ -114,6 +114,8 @@ async def test_unauthenticated_requests_get_kubernetes_401(secure: Secure) -> No
         assert (await jane.get("/api/v1")).status_code == 200
         r = await jane.get("/metrics")
         assert r.status_code == 403 and r.json()["message"] == 'forbidden: User "jane" cannot get path "/metrics"'
+        r = await jane.get("/api/v1/namespaces/default/pods", headers={"Impersonate-User": "edgebus-admin"})
+        assert r.status_code == 403 and "impersonation" in r.json()["message"]
         expired = secure.creds.user_token("jane", ttl=-300)
         r = await anon.get("/api/v1/pods", headers={"Authorization": f"Bearer {expired}"})
         assert r.status_code == 401
