@@ -66,6 +66,8 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
+    """No valid credentials (Kubernetes answers ``Unauthorized`` as the message too)."""
+
     code = 401
     reason = "Unauthorized"
 

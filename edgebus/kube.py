@@ -12,7 +12,7 @@ from typing import Any
 
 from edgebus import __version__, names
 from edgebus.errors import ApiError, BadRequest, NotFound
-from edgebus.objects import RESOURCES, Resource, tables
+from edgebus.objects import RBAC_RESOURCES, RESOURCES, REVIEWS, Resource, tables
 from edgebus.objects.selectors import field_predicate, label_predicate
 from edgebus.objectstore import STATUS_SUBRESOURCE
 
@@ -38,7 +38,8 @@ def resource_for(plural: str, *, namespaced_path: bool, group: str = "", version
 
 def check_path_name(resource: Resource, name: str) -> None:
     """A name in a URL that cannot exist is simply not found (as Kubernetes answers)."""
-    if not names.is_dns1123_subdomain(name):
+    valid = names.is_object_name(name) if resource in RBAC_RESOURCES else names.is_dns1123_subdomain(name)
+    if not valid:
         raise NotFound(f'{resource.plural} "{name}" not found', details={"name": name, "kind": resource.plural})
 
 
@@ -177,9 +178,15 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+#: Subresources served beyond ``status``: (resource, subresource) -> (kind, group, version, verbs)
+EXTRA_SUBRESOURCES: dict[tuple[str, str], tuple[str, str, str, list[str]]] = {
+    ("serviceaccounts", "token"): ("TokenRequest", "authentication.k8s.io", "v1", ["create"]),
+}
+
+
 def _groups() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for r in RESOURCES.values():
+    for r in (*RESOURCES.values(), *REVIEWS.values()):
         if r.group and r.version not in out.setdefault(r.group, []):
             out[r.group].append(r.version)
     return out
@@ -225,4 +232,10 @@ def api_resource_list(group: str = "", version: str = "v1", *, verbs: list[str] 
         out.append(entry)
         if r.plural in STATUS_SUBRESOURCE:
             out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
+        for (plural, sub), (kind, g, v, sverbs) in EXTRA_SUBRESOURCES.items():
+            if plural == r.plural:
+                out.append({"name": f"{plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "group": g, "version": v, "kind": kind, "verbs": sverbs})
+    for r in REVIEWS.values():
+        if r.group == group and r.version == version:
+            out.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": ["create"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version, "resources": out}

@@ -52,6 +52,30 @@ def decode_token(token: str) -> str:
     return token.replace("_", ".")
 
 
+#: Object names of the RBAC kinds may also contain ``:`` (``system:node``): inside a
+#: token (and a KV key) it becomes ``=``, which no DNS-1123 name contains either.
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")
+_NAME_TOKEN = re.compile(r"^[a-z0-9_=-]+$")
+
+
+def is_object_name(name: str) -> bool:
+    """A name an object may have: a DNS-1123 subdomain, or (RBAC kinds) one with ``:``."""
+    return isinstance(name, str) and len(name) <= 253 and bool(_OBJECT_NAME.fullmatch(name))
+
+
+def encode_name(name: str) -> str:
+    """An object name as one token (``.`` -> ``_``, ``:`` -> ``=``; reversible)."""
+    if not is_object_name(name):
+        raise InvalidName(f"{name!r} is not a valid object name")
+    return name.replace(".", "_").replace(":", "=")
+
+
+def decode_name(token: str) -> str:
+    if not _NAME_TOKEN.fullmatch(token):
+        raise InvalidName(f"{token!r} is not an encoded name token")
+    return token.replace("_", ".").replace("=", ":")
+
+
 def encode_ns(namespace: str | None) -> str:
     return encode_token(namespace) if namespace else CLUSTER_NS
 
@@ -120,7 +144,7 @@ def kv_stream(bucket: str) -> str:
 
 def object_key(resource: str, namespace: str | None, name: str) -> str:
     """KV key of an API object: ``<resource>.<ns>.<name>`` (tokens encoded)."""
-    return f"{resource}.{encode_ns(namespace)}.{encode_token(name)}"
+    return f"{resource}.{encode_ns(namespace)}.{encode_name(name)}"
 
 
 def object_key_filter(resource: str, namespace: str | None = None) -> str:
@@ -149,7 +173,7 @@ def parse_object_key(key: str) -> ObjectRef:
     parts = key.split(".")
     if len(parts) != 3:
         raise InvalidName(f"{key!r} is not an object key")
-    return ObjectRef(parts[0], decode_ns(parts[1]), decode_token(parts[2]))
+    return ObjectRef(parts[0], decode_ns(parts[1]), decode_name(parts[2]))
 
 
 def kv_subject(bucket: str, key: str) -> str:
@@ -337,9 +361,24 @@ BUCKET_IMAGES = "edgebus-images"
 #: cloud services may publish or subscribe here)
 JOIN_SUBJECT = f"{PREFIX}.hub.join"
 RENEW_SUBJECT = f"{PREFIX}.hub.renew"
-#: the apiserver's API over NATS: an HTTP request in, the HTTP response out (edge
-#: metaservers forward writes through it)
-API_REQUEST_SUBJECT = f"{PREFIX}.api.request"
+
+
+def api_node_subject(node: str) -> str:
+    """The apiserver's API over NATS for one node: an HTTP request in, the HTTP response
+    out (the node's metaserver forwards writes through it). The apiserver answers as the
+    node the subject names (``system:node:<node>``), so only that node may publish here."""
+    return f"{PREFIX}.api.node.{encode_token(node)}"
+
+
+#: what the apiserver subscribes to (queue group): every node's API subject
+API_NODE_FILTER = f"{PREFIX}.api.node.*"
+
+
+def parse_api_node_subject(subject: str) -> str:
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:3] != [PREFIX, "api", "node"]:
+        raise InvalidName(f"{subject!r} is not a node API subject")
+    return decode_token(parts[3])
 
 
 def hub_node_subject(node: str, op: str) -> str:
@@ -357,12 +396,6 @@ def parse_hub_node_subject(subject: str) -> tuple[str, str]:
     if len(parts) != 5 or parts[:3] != [PREFIX, "hub", "node"]:
         raise InvalidName(f"{subject!r} is not a node's cloudhub subject")
     return decode_token(parts[3]), parts[4]
-
-
-def api_node_subject(node: str) -> str:
-    """The apiserver's API over NATS for one node's metaserver: ``edgebus.api.node.<node>``
-    (the subject is the node's identity: only its credential may publish on it)."""
-    return f"{PREFIX}.api.node.{encode_token(node)}"
 
 
 def addressed_node(subject: str) -> str | None:

@@ -13,7 +13,7 @@ from edgebus.bus.errors import (
 )
 from edgebus.bus.handlers import Ack, Delivery, Message, Recorder, RouteSpec, Router, serve
 from edgebus.bus.kv import KV, KeyExists, KVEntry
-from edgebus.bus.objects import ObjectBucket, ObjectInfo, ObjectNotFound
+from edgebus.bus.objects import ObjectBucket, ObjectInfo, ObjectNotFound, ObjectTooLarge
 from edgebus.bus.streams import (
     ConsumerState,
     DurableSpec,
@@ -53,6 +53,7 @@ __all__ = [
     "ObjectBucket",
     "ObjectInfo",
     "ObjectNotFound",
+    "ObjectTooLarge",
     "PubAck",
     "Recorder",
     "RemoteError",

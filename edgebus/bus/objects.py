@@ -28,6 +28,25 @@ class ObjectNotFound(BusError):
     """No such object (or bucket)."""
 
 
+class ObjectTooLarge(BusError):
+    """The object is larger than the reader accepts (counted as its bytes arrive)."""
+
+
+class _Capped:
+    """A file that refuses to grow past ``limit`` bytes."""
+
+    def __init__(self, f: object, limit: int) -> None:
+        self.f = f
+        self.limit = limit
+        self.written = 0
+
+    def write(self, b: bytes) -> int:
+        self.written += len(b)
+        if self.written > self.limit:
+            raise ObjectTooLarge(f"more than {self.limit} bytes")
+        return self.f.write(b)  # type: ignore[attr-defined,no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     name: str
@@ -97,12 +116,17 @@ class ObjectBucket:
         except Exception as exc:
             raise _wrap(exc, f"info {name} in {self.bucket}") from exc
 
-    async def get_file(self, name: str, path: str | Path) -> ObjectInfo:
-        """Write the object into ``path`` (digest checked)."""
+    async def get_file(self, name: str, path: str | Path, *, max_bytes: int | None = None) -> ObjectInfo:
+        """Write the object into ``path`` (digest checked). With ``max_bytes``, the bytes are
+        counted as they arrive and the read stops with :class:`ObjectTooLarge` past it,
+        whatever size the object's metadata claims."""
         store = await self._store()
         try:
             with open(path, "wb") as f:
-                res = await store.get(name, writeinto=f)  # type: ignore[arg-type]
+                sink = f if max_bytes is None else _Capped(f, max_bytes)
+                res = await store.get(name, writeinto=sink)  # type: ignore[arg-type]
+        except ObjectTooLarge as exc:
+            raise ObjectTooLarge(f"object {name} in {self.bucket} has {exc}") from None
         except nats.js.errors.ObjectNotFoundError:
             raise ObjectNotFound(f"object {name} is not in bucket {self.bucket}") from None
         except nats.js.errors.DigestMismatchError:

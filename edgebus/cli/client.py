@@ -46,7 +46,7 @@ def _state_path(key: str, data_dir: str | None) -> str | None:
 
 def ca_file(data_dir: str | None = None) -> str | None:
     """The CA bundle the cloud's certificates chain to (``EDGEBUS_CA_FILE``, or the lab's)."""
-    return os.environ.get("EDGEBUS_CA_FILE") or _state_path("ca_file", data_dir)
+    return os.environ.get("EDGEBUS_CA_FILE") or _state_path("ca_file", data_dir) or _state_path("api_ca_file", data_dir)
 
 
 def nats_creds(data_dir: str | None = None) -> str | None:
@@ -58,8 +58,11 @@ def api_token(data_dir: str | None = None) -> str | None:
     """The bearer token for the API (``EDGEBUS_TOKEN``, or the lab's admin token)."""
     if os.environ.get("EDGEBUS_TOKEN"):
         return os.environ["EDGEBUS_TOKEN"]
-    f = _state_path("admin_token_file", data_dir)
-    return Path(f).read_text().strip() if f and Path(f).exists() else None
+    f = _state_path("api_token_file", data_dir)
+    try:
+        return Path(f).read_text().strip() or None if f else None
+    except OSError:
+        return None
 
 
 def cloud_bus(nats: str | None, data_dir: str | None, *, name: str = "edgebus-cli", request_timeout: float = 5.0, node: str | None = None) -> Any:
@@ -82,6 +85,12 @@ class ApiError(Exception):
         self.body = body
         msg = body.get("message") if isinstance(body, dict) else str(body)
         super().__init__(f"{msg} ({code})" if msg else f"HTTP {code}")
+
+
+def api_credentials(data_dir: str | None = None) -> tuple[str | None, str | None]:
+    """(bearer token, CA file) for the apiserver: ``EDGEBUS_TOKEN`` / ``EDGEBUS_CA_FILE``, or
+    the files the running lab names in ``lab.json`` (``api_token_file``, ``ca_file``)."""
+    return api_token(data_dir), ca_file(data_dir)
 
 
 class Api:

@@ -16,6 +16,8 @@ and reused after::
     site-signer.nk                the scoped key that signs site servers' uplink credentials
     users/<name>.creds            NATS credentials of cloud services, admins, and the
                                   system user cloudhub pushes account updates with
+    keys/sa.key keys/sa.pub       the API's token signing key (ServiceAccount and user tokens)
+    admin.token                   the API token of the lab's admin (system:masters)
     identity.json                 public facts: keys, CA pin, the hosts the certificate names
 """
 
@@ -141,6 +143,18 @@ class CloudPki:
         return p
 
     # -- what servers and services need -------------------------------------------------
+    @property
+    def token_signing_key(self) -> Path:
+        return self.dir / "keys" / "sa.key"
+
+    @property
+    def token_verify_keys(self) -> Path:
+        return self.dir / "keys" / "sa.pub"
+
+    def token_keys(self) -> list[str]:
+        """The API token verification keys (PEM), handed to nodes for their metaservers."""
+        return [self.token_verify_keys.read_text()] if self.token_verify_keys.exists() else []
+
     def ca(self) -> pki.CA:
         return pki.CA.load(self.ca_file, self.ca_key_file)
 

@@ -84,6 +84,28 @@ class NodeIdentity:
         return self.dir / "local" / f"{user}.nk"
 
     @property
+    def token_keys_file(self) -> Path:
+        """The cloud's token verification keys (the metaserver checks tokens with them, offline)."""
+        return self.dir / "token-keys.pem"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """The node's local admin token for its metaserver."""
+        return self.dir / "local" / "admin.token"
+
+    @property
+    def metaserver_ca_file(self) -> Path:
+        return self.dir / "local" / "metaserver-ca.crt"
+
+    @property
+    def metaserver_cert_file(self) -> Path:
+        return self.dir / "local" / "metaserver.crt"
+
+    @property
+    def metaserver_key_file(self) -> Path:
+        return self.dir / "local" / "metaserver.key"
+
+    @property
     def joined(self) -> bool:
         return self.creds_file.exists() and self.info_file.exists() and self.link_cert_file.exists()
 
@@ -112,7 +134,9 @@ class NodeIdentity:
             pki.write_private(self.dir / "node.jwt", answer["jwt"])
             pki.write_private(self.creds_file, natsjwt.creds(answer["jwt"], key))
         self.save_link(answer["certificate"].encode(), link_key_pem, answer.get("ca", "").encode())
-        facts = {k: answer[k] for k in ("node", "cloudDomain", "leafUrls", "apiserver", "linkLifetimeSeconds", "renewWindowSeconds", "tokenKeys") if k in answer}
+        if answer.get("tokenKeys"):
+            pki.write_public(self.token_keys_file, "".join(answer["tokenKeys"]))
+        facts = {k: answer[k] for k in ("node", "cloudDomain", "leafUrls", "apiserver", "linkLifetimeSeconds", "renewWindowSeconds") if k in answer}
         old = json.loads(self.info_file.read_text()) if self.info_file.exists() else {}
         facts.setdefault("joinedAt", old.get("joinedAt") or dt.datetime.now(dt.UTC).isoformat())
         pki.write_public(self.info_file, json.dumps({**old, **facts}, indent=2) + "\n")
@@ -125,13 +149,23 @@ class NodeIdentity:
             pki.write_public(self.ca_file, ca_pem)
 
     # -- the node's own server -------------------------------------------------------------
-    def ensure_local(self, mappers: tuple[str, ...] = MAPPERS) -> None:
+    def ensure_local(self, mappers: tuple[str, ...] = MAPPERS, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        """The node's local credentials (made once): its services' nkeys, its mappers', and
+        the metaserver's serving certificate (from a CA of the node's own: the metaserver is a
+        local endpoint, and works before the node ever joined)."""
         for u in (*SERVICE_USERS, "system"):
             f = self.local_nkey_file(u)
             if not f.exists():
                 pki.write_private(f, Key.new(natsjwt.PREFIX_USER).seed)
         for m in mappers:
             self.mapper(m)
+        if not self.metaserver_cert_file.exists():
+            ca = pki.CA.create("edgebus-node-local-ca")
+            key = pki.new_key()
+            cert = ca.issue(key.public_key(), "metaserver", server=True, hosts=hosts, lifetime=dt.timedelta(days=3650))
+            pki.write_private(self.metaserver_key_file, pki.key_pem(key))
+            pki.write_public(self.metaserver_cert_file, pki.cert_pem(cert))
+            pki.write_public(self.metaserver_ca_file, pki.cert_pem(ca.cert))
 
     def mapper(self, name: str) -> MapperCredential:
         """A mapper's credentials (made on first use): an MQTT user and password, and an nkey

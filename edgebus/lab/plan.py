@@ -19,6 +19,8 @@ from collections.abc import Callable
 from edgebus import names
 from edgebus.bus import Bus, BusAuth
 from edgebus.cri.containerd import ContainerdConfig, containerd_binary, usable
+from edgebus.auth.pki import admin_token, ensure_signing_key
+from edgebus.auth.tokens import write_secret
 from edgebus.identity.cloud import CloudPki
 from edgebus.identity.node import NodeIdentity
 from edgebus.images import BUSYBOX_IMAGE, PAUSE_IMAGE, archive_path
@@ -119,14 +121,11 @@ class LabPlan:
             self.node_identity(n).ensure_local()
         if not self.run_cloud:
             return
-        self.cloud_pki()
+        p = self.cloud_pki()
+        signing = ensure_signing_key(p.token_signing_key.parent)
         token = self._dir("cloud", "pki", "admin.token")
         if not token.exists():
-            import secrets
-
-            from edgebus.identity import pki as _pki
-
-            _pki.write_private(token, secrets.token_urlsafe(32))
+            write_secret(token, admin_token(signing.private).encode())
 
     def cloud_nats_settings(self, user: str) -> dict[str, Any]:
         if not self.secure:
@@ -322,6 +321,9 @@ class LabPlan:
             return {"nats": self.cloud_nats_settings(service)}
 
         api_cfg: dict[str, Any] = {"host": self.host, "port": self.apiserver_port}
+        if self.secure:
+            p = CloudPki(self.cloud_pki_dir)
+            api_cfg.update(auth={"token_keys": json.dumps([str(p.token_verify_keys)])}, signing_key=str(p.token_signing_key))
         hub_cfg: dict[str, Any] = {"node_grace_period": self.grace, "auto_register_nodes": not self.secure}
         if self.secure:
             p = CloudPki(self.cloud_pki_dir)
@@ -383,12 +385,16 @@ class LabPlan:
             ident = self.node_identity(node)
             hub_cfg.update(identity_dir=str(ident.dir), system_nkey_file=str(ident.local_nkey_file("system")))
         hub = self._service(node, "edgehub", {**base("edgehub"), "edgehub": hub_cfg}, self.node_ops_port(node, "edgehub"))
-        mm = self._service(
-            node,
-            "metamanager",
-            {**base("metamanager"), "metamanager": {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}},
-            self.node_ops_port(node, "metamanager"),
-        )
+        mm_cfg: dict[str, Any] = {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}
+        if self.secure:
+            ident = self.node_identity(node)
+            mm_cfg.update(
+                admin_token_file=str(ident.admin_token_file),
+                auth={"token_keys": json.dumps([str(ident.token_keys_file)])},
+                metaserver_tls_cert_file=str(ident.metaserver_cert_file),
+                metaserver_tls_key_file=str(ident.metaserver_key_file),
+            )
+        mm = self._service(node, "metamanager", {**base("metamanager"), "metamanager": mm_cfg}, self.node_ops_port(node, "metamanager"))
         mesh = self._service(
             node,
             "edgemesh",

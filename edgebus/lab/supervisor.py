@@ -66,7 +66,7 @@ class LabState:
     #: the cloud's CA bundle, and an admin's NATS credentials (the CLI's defaults)
     ca_file: str | None = None
     admin_creds: str | None = None
-    admin_token_file: str | None = None
+    api_token_file: str | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -218,7 +218,7 @@ class Lab:
             ready=self.ready,
             ca_file=self.plan.ca_file,
             admin_creds=str(CloudPki(self.plan.cloud_pki_dir).creds_file("admin")) if self.plan.secure else None,
-            admin_token_file=str(self.plan.cloud_pki_dir / "admin.token") if self.plan.secure else None,
+            api_token_file=str(self.plan.cloud_pki_dir / "admin.token") if self.plan.secure else None,
         )
         for n in self.plan.nodes:
             st.nodes[n] = {
@@ -230,6 +230,11 @@ class Lab:
                 "logs": str(self.data / "logs" / n),
                 "identity": str(self.plan.node_identity(n).dir),
             }
+            if self.plan.secure:
+                ident = self.plan.node_identity(n)
+                st.nodes[n]["metaserver"] = f"https://{self.plan.host}:{self.plan.metaserver_port(n)}"
+                st.nodes[n]["admin_token_file"] = str(ident.admin_token_file)
+                st.nodes[n]["metaserver_ca_file"] = str(ident.metaserver_ca_file)
             sim = self.plan.sim_modbus_port(n)
             if sim:
                 st.nodes[n]["modbus_sim"] = f"{self.plan.host}:{sim}"

@@ -1,6 +1,10 @@
 """The Kubernetes object model edgebus serves: resources, validation, selectors, tables."""
 
 from edgebus.objects.resources import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
+    ROLEBINDINGS,
+    ROLES,
     CONFIGMAPS,
     DEVICEMODELS,
     DEVICES,
@@ -9,8 +13,11 @@ from edgebus.objects.resources import (
     NAMESPACES,
     NODES,
     PODS,
+    RBAC_RESOURCES,
     RESOURCES,
+    REVIEWS,
     SECRETS,
+    SERVICEACCOUNTS,
     SERVICES,
     SYSTEM_NAMESPACES,
     Resource,
@@ -27,6 +34,10 @@ from edgebus.objects.resources import (
 )
 
 __all__ = [
+    "CLUSTERROLEBINDINGS",
+    "CLUSTERROLES",
+    "ROLEBINDINGS",
+    "ROLES",
     "CONFIGMAPS",
     "DEVICEMODELS",
     "DEVICES",
@@ -35,8 +46,11 @@ __all__ = [
     "NAMESPACES",
     "NODES",
     "PODS",
+    "RBAC_RESOURCES",
     "RESOURCES",
+    "REVIEWS",
     "SECRETS",
+    "SERVICEACCOUNTS",
     "SERVICES",
     "SYSTEM_NAMESPACES",
     "Resource",

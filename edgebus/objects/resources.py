@@ -52,8 +52,32 @@ DEVICES_GROUP = "devices.kubeedge.io"
 DEVICES = Resource("devices", "Device", group=DEVICES_GROUP, version="v1beta1", singular="device")
 DEVICEMODELS = Resource("devicemodels", "DeviceModel", group=DEVICES_GROUP, version="v1beta1", singular="devicemodel")
 
+SERVICEACCOUNTS = Resource("serviceaccounts", "ServiceAccount", short_names=("sa",), singular="serviceaccount")
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLES = Resource("roles", "Role", group=RBAC_GROUP, singular="role")
+CLUSTERROLES = Resource("clusterroles", "ClusterRole", group=RBAC_GROUP, namespaced=False, singular="clusterrole")
+ROLEBINDINGS = Resource("rolebindings", "RoleBinding", group=RBAC_GROUP, singular="rolebinding")
+CLUSTERROLEBINDINGS = Resource("clusterrolebindings", "ClusterRoleBinding", group=RBAC_GROUP, namespaced=False, singular="clusterrolebinding")
+RBAC_RESOURCES = (ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS)
+
 RESOURCES: dict[str, Resource] = {
-    r.plural: r for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, SERVICES, ENDPOINTS, DEVICES, DEVICEMODELS)
+    r.plural: r
+    for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, SERVICES, ENDPOINTS, DEVICES, DEVICEMODELS, SERVICEACCOUNTS, *RBAC_RESOURCES)
+}
+
+#: Kinds that are only ever created, answered and never stored (the access and identity
+#: reviews): discovery lists them with the verb ``create``.
+AUTHORIZATION_GROUP = "authorization.k8s.io"
+AUTHENTICATION_GROUP = "authentication.k8s.io"
+REVIEWS: dict[str, Resource] = {
+    r.plural: r
+    for r in (
+        Resource("selfsubjectaccessreviews", "SelfSubjectAccessReview", group=AUTHORIZATION_GROUP, namespaced=False, singular="selfsubjectaccessreview"),
+        Resource("selfsubjectrulesreviews", "SelfSubjectRulesReview", group=AUTHORIZATION_GROUP, namespaced=False, singular="selfsubjectrulesreview"),
+        Resource("subjectaccessreviews", "SubjectAccessReview", group=AUTHORIZATION_GROUP, namespaced=False, singular="subjectaccessreview"),
+        Resource("localsubjectaccessreviews", "LocalSubjectAccessReview", group=AUTHORIZATION_GROUP, singular="localsubjectaccessreview"),
+        Resource("selfsubjectreviews", "SelfSubjectReview", group=AUTHENTICATION_GROUP, namespaced=False, singular="selfsubjectreview"),
+    )
 }
 
 #: Namespaces every cluster has.

@@ -188,7 +188,41 @@ def endpoints_summary(ep: dict[str, Any], limit: int = 3) -> str:
     return ",".join(items[:limit]) + more
 
 
+def _created_at(o: dict[str, Any]) -> str:
+    return str(_md(o).get("creationTimestamp") or "")
+
+
+def _role_ref(o: dict[str, Any]) -> str:
+    ref = o.get("roleRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}" if isinstance(ref, dict) else ""
+
+
+def _subjects(kind: str) -> Callable[[dict[str, Any]], str]:
+    def get(o: dict[str, Any]) -> str:
+        out = []
+        for s in o.get("subjects") or []:
+            if isinstance(s, dict) and s.get("kind") == kind:
+                out.append(f"{s.get('namespace') or ''}/{s.get('name')}" if kind == "ServiceAccount" else str(s.get("name")))
+        return ", ".join(out)
+
+    return get
+
+
+_BINDING_COLUMNS = [
+    Column("NAME", _name),
+    Column("ROLE", _role_ref),
+    Column("AGE", _age),
+    Column("USERS", _subjects("User"), wide=True),
+    Column("GROUPS", _subjects("Group"), wide=True),
+    Column("SERVICEACCOUNTS", _subjects("ServiceAccount"), wide=True),
+]
+
 COLUMNS: dict[str, list[Column]] = {
+    "roles": [Column("NAME", _name), Column("CREATED AT", _created_at, type="date")],
+    "clusterroles": [Column("NAME", _name), Column("CREATED AT", _created_at, type="date")],
+    "rolebindings": _BINDING_COLUMNS,
+    "clusterrolebindings": _BINDING_COLUMNS,
+    "serviceaccounts": [Column("NAME", _name), Column("SECRETS", lambda o: str(len(o.get("secrets") or [])), type="integer"), Column("AGE", _age)],
     "services": [
         Column("NAME", _name),
         Column("TYPE", lambda o: str((o.get("spec") or {}).get("type") or "ClusterIP")),

@@ -125,6 +125,10 @@ def validate(resource: Resource, obj: Any, *, namespace: str | None = None) -> N
         name = md.get("name") if isinstance(md.get("name"), str) else ""
         if resource is NAMESPACES:
             check_dns_label(c, "metadata.name", md.get("name"))
+        elif resource.plural in _RBAC_CHECKERS:
+            from edgebus.objects.rbac import check_rbac_name  # rbac builds on this module
+
+            check_rbac_name(c, "metadata.name", md.get("name"))
         else:
             check_dns_subdomain(c, "metadata.name", md.get("name"))
         _check_string_map(c, "metadata.labels", md.get("labels"), labels=True)
@@ -135,7 +139,7 @@ def validate(resource: Resource, obj: Any, *, namespace: str | None = None) -> N
         c.invalid("kind", obj.get("kind"), f"must be {resource.kind}")
     if obj.get("apiVersion") not in (None, resource.api_version):
         c.invalid("apiVersion", obj.get("apiVersion"), f"must be {resource.api_version}")
-    checker = _CHECKERS.get(resource.plural)
+    checker = _CHECKERS.get(resource.plural) or _rbac_checker(resource.plural)
     if checker is not None:
         checker(c, obj)
     c.raise_if_any(resource.kind, name or "")
@@ -331,6 +335,24 @@ _CHECKERS = {
     "services": _check_service,
     "endpoints": _check_endpoints,
 }
+
+
+#: RBAC kinds and ServiceAccounts: checked by :mod:`edgebus.objects.rbac`
+_RBAC_CHECKERS = {
+    "roles": "check_role",
+    "clusterroles": "check_cluster_role",
+    "rolebindings": "check_role_binding",
+    "clusterrolebindings": "check_cluster_role_binding",
+}
+
+
+def _rbac_checker(plural: str) -> Any:
+    from edgebus.objects import rbac
+
+    if plural == "serviceaccounts":
+        return rbac.check_service_account
+    name = _RBAC_CHECKERS.get(plural)
+    return getattr(rbac, name) if name else None
 
 
 def normalize_secret(obj: dict[str, Any]) -> None:

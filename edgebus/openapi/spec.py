@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebus.objects import RESOURCES, Resource
+from edgebus.objects import RESOURCES, REVIEWS, SERVICEACCOUNTS, Resource
 from edgebus.objectstore import STATUS_SUBRESOURCE
 from edgebus.openapi import devices
 
@@ -120,9 +120,37 @@ def _group_id(r: Resource) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + r.version[:1].upper() + r.version[1:]
 
 
-def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
-    """The API's paths, for every resource with a schema."""
+def _patch_types(r: Resource) -> tuple[str, ...]:
+    """Built-in kinds take strategic merge patches; the devices group (CRD-like) does not."""
+    return PATCH_TYPES[:2] if r.group == devices.GROUP else PATCH_TYPES
+
+
+def review_items(reviews: list[Resource] | None = None) -> list[PathItem]:
+    """Create-only paths: the access and identity reviews, and ``serviceaccounts/token``."""
     out: list[PathItem] = []
+    for r in reviews if reviews is not None else list(REVIEWS.values()):
+        obj = resource_definition(r)
+        if obj is None:
+            continue
+        gv = f"apis/{r.group}/{r.version}"
+        ns = [Param("namespace", "path", "object name and auth scope, such as for teams and projects", required=True)] if r.namespaced else []
+        coll = f"/{gv}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"/{gv}/{r.plural}"
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        op = Operation("post", "post", f"create{_group_id(r)}{'Namespaced' if r.namespaced else ''}{r.kind}", f"create a {r.kind}", gvk, body=obj, response=obj)
+        out.append(PathItem(coll, ns, [op], gv))
+    tr = definition_name("authentication.k8s.io", "v1", "TokenRequest")
+    if tr is not None and (reviews is None or reviews):
+        sa = SERVICEACCOUNTS
+        params = [Param("name", "path", "name of the TokenRequest", required=True), Param("namespace", "path", "object name and auth scope, such as for teams and projects", required=True)]
+        gvk = {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}
+        op = Operation("post", "post", "createCoreV1NamespacedServiceAccountToken", f"create token of a {sa.kind}", gvk, body=tr, response=tr)
+        out.append(PathItem(f"/api/v1/namespaces/{{namespace}}/{sa.plural}/{{name}}/token", params, [op], "api/v1"))
+    return out
+
+
+def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
+    """The API's paths, for every resource with a schema (and, for the full API, the reviews)."""
+    out: list[PathItem] = [] if resources is not None else review_items()
     for r in resources if resources is not None else list(RESOURCES.values()):
         obj = resource_definition(r)
         lst = definition_name(r.group, r.version, r.list_kind)
@@ -174,7 +202,7 @@ def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
                         body=META + "Patch",
                         response=obj,
                         params=[_FIELD_VALIDATION],
-                        consumes=PATCH_TYPES if not r.group else PATCH_TYPES[:2],
+                        consumes=_patch_types(r),
                     ),
                     Operation("delete", "delete", f"delete{gid}{scope}{r.kind}", f"delete a {r.kind}", gvk, body=META + "DeleteOptions", response=obj, params=list(_DELETE_PARAMS)),
                 ],
@@ -198,7 +226,7 @@ def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
                             body=META + "Patch",
                             response=obj,
                             params=[_FIELD_VALIDATION],
-                            consumes=PATCH_TYPES if not r.group else PATCH_TYPES[:2],
+                            consumes=_patch_types(r),
                         ),
                     ],
                     gv,

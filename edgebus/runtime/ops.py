@@ -48,11 +48,18 @@ def ops_app(health: Callable[[], dict[str, object]], ready: Callable[[], dict[st
 
 
 async def serve_http(
-    app: object, host: str, port: int, stop: asyncio.Event, *, started: asyncio.Event | None = None, tls: tuple[str, str] | None = None
+    app: object,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    started: asyncio.Event | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> None:
-    """Serve an ASGI app until ``stop`` is set (over TLS with ``tls`` = (cert file, key file))."""
-    ssl_kw = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False, **ssl_kw)  # type: ignore[arg-type]
+    """Serve an ASGI app until ``stop`` is set (HTTPS with a certificate and key file)."""
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False, **tls)  # type: ignore[arg-type]
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(), name=f"http:{port}")
     try:

@@ -25,7 +25,9 @@ from edgebus.errors import ApiError, BadRequest, Conflict, NotFound
 from edgebus.objects import RESOURCES, Resource, rv_of
 from edgebus.objectstore import STATUS_SUBRESOURCE, ObjectStore
 from services.apiserver import exec as podexec
-from services.apiserver import fields, logic, pods
+from services.apiserver import fields, logic, pods, reviews
+from services.apiserver.admission import Admission
+from services.apiserver.security import Security
 from edgebus.kubehttp import WatchResponse, add_common_routes, status_route
 
 log = logging.getLogger("edgebus.apiserver")
@@ -43,6 +45,10 @@ class ApiContext:
     stopping: asyncio.Event
     health: Callable[[], dict[str, object]]
     ready: Callable[[], dict[str, object]]
+    #: authentication and authorization (None: a bare app, as in unit tests)
+    security: Security | None = None
+    admission: Admission | None = None
+    max_token_seconds: int = 86400
 
 
 def status_response(exc: ApiError) -> JSONResponse:
@@ -120,6 +126,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         body, dups = fields.parse_body(await request.body())
         logic.check_create(r, body, ns)
         warnings = fields.check(request, r, body, dups)
+        if ctx.admission is not None:
+            await ctx.admission.admit(request, r, _with_namespace(r, body, ns))
         return fields.respond(await store.create(r, body, namespace=ns), 201, warnings)
 
     # -- objects ----------------------------------------------------------------------
@@ -138,6 +146,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
             body, dups = fields.parse_body(await request.body())
             logic.check_update(r, body, ns, name)
             warnings = fields.check(request, r, body, dups)
+            if ctx.admission is not None:
+                await ctx.admission.admit(request, r, _with_namespace(r, body, ns), subresource=sub)
             return fields.respond(await store.update(r, body, namespace=ns, subresource=sub), 200, warnings)
 
         return endpoint
@@ -155,6 +165,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 new = logic.apply_patch(content_type, current, body)
                 logic.check_update(r, new, ns, name)
                 warnings = fields.check(request, r, new, dups, current=current)
+                if ctx.admission is not None:
+                    await ctx.admission.admit(request, r, new, current=current, subresource=sub)
                 pinned = rv_of(new) != rv_of(current)  # the patch itself names a resourceVersion
                 if not pinned:
                     new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -186,9 +198,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # serve the core group (/api/v1) and the named groups (/apis/{group}/{version}).
     pods.add_routes(app, store)
     podexec.add_routes(app, store)
+    if ctx.security is not None:
+        reviews.add_routes(app, store, ctx.security, max_token_seconds=ctx.max_token_seconds)
     for prefix in ("/api/v1", "/apis/{group}/{version}"):
         _add_object_routes(app, prefix, get_object, put_object, patch_object, delete_object, list_or_watch, create)
     return app
+
+
+def _with_namespace(r: Resource, body: dict[str, Any], ns: str | None) -> dict[str, Any]:
+    """The object as it will be stored, as far as admission cares: in its namespace."""
+    if not r.namespaced or not isinstance(body.get("metadata"), dict) or body["metadata"].get("namespace"):
+        return body
+    return {**body, "metadata": {**body["metadata"], "namespace": ns or "default"}}
 
 
 def _add_object_routes(

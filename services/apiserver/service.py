@@ -4,8 +4,13 @@
   JetStream answers);
 * supervised task ``http``: the FastAPI app on ``apiserver.host:apiserver.port``, which also
   answers ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics``;
-* route ``api-request`` (``edgebus.api.request``, pool): the same app over NATS, for the
-  edge metaservers' forwarded writes;
+* route ``api-request`` (``edgebus.api.node.*``, pool): the same app over NATS, for the
+  edge metaservers' forwarded writes, each as the node its subject names;
+* supervised task ``security``: follows the RBAC objects, ServiceAccounts and Namespaces
+  (and pods and Devices for the Node authorizer) and creates missing ``default``
+  ServiceAccounts; start hook ``ensure-store`` also creates the default RBAC policy;
+* every request (HTTP and NATS) passes :class:`edgebus.auth.guard.Guard`: authenticated
+  when ``apiserver.auth.token_keys`` names a key, then authorized (Node, RBAC);
 * on stop: watches end, uvicorn finishes in-flight requests, then the bus closes.
 """
 
@@ -14,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from edgebus.auth.guard import Guard
+from edgebus.kubehttp import ProtobufBodies
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service
 from edgebus.runtime.ops import serve_http
+from services.apiserver.admission import Admission
 from services.apiserver.config import Settings
 from services.apiserver.http import ApiContext, create_app
 from services.apiserver.join import add_join_routes
 from services.apiserver.relay import add_relay
+from services.apiserver.security import Security, ensure_policy
 
 log = logging.getLogger("edgebus.apiserver")
 
@@ -30,12 +39,26 @@ NAME = "apiserver"
 def build(settings: Settings | None = None) -> Service[ApiContext]:
     settings = settings or Settings()
     svc: Service[ApiContext] = Service(NAME, settings)
-    store = ObjectStore(svc.bus, replicas=settings.apiserver.kv_replicas)
-    ctx = ApiContext(store=store, stopping=svc.stopping, health=svc.health, ready=svc.ready)
+    api = settings.apiserver
+    store = ObjectStore(svc.bus, replicas=api.kv_replicas)
+    security = Security(store, api.auth, signing_key=api.signing_key)
+    admission = Admission(store, security, pod_security_default=api.pod_security_default)
+    ctx = ApiContext(store=store, stopping=svc.stopping, health=svc.health, ready=svc.ready, security=security, admission=admission, max_token_seconds=api.max_token_seconds)
     svc.ctx = ctx
-    app = create_app(ctx)
-    add_join_routes(app, svc.bus, ca_file=settings.apiserver.ca_file)
+    inner = create_app(ctx)
+    add_join_routes(inner, svc.bus, ca_file=api.ca_file)
+    app = Guard(
+        ProtobufBodies(inner),
+        security.authenticate if security.enabled else None,
+        security.authorize,
+        server=NAME,
+        anonymous_paths=frozenset(api.auth.anonymous_paths),
+    )
     add_relay(svc.router, app)
+    if security.enabled and not api.tls_cert_file:
+        log.warning("authentication is on over plain HTTP: kubectl sends no credentials without HTTPS (set apiserver.tls_cert_file / tls_key_file)")
+    if security.enabled:
+        log.info("authentication on: %d verification key(s); tokens %s", len(security.verifier.key_ids) if security.verifier else 0, "issued" if security.issuer else "not issued")
     listening = asyncio.Event()
     idle = asyncio.Event()  # set while the http task is not running
     idle.set()
@@ -43,13 +66,15 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
     async def ensure_store(_: Service[ApiContext]) -> None:
         await store.ensure()
         await store.ensure_system_namespaces()
+        await ensure_policy(store)
 
     async def serve_api() -> None:
         listening.clear()
         idle.clear()
         try:
-            tls = (settings.apiserver.tls_cert_file, settings.apiserver.tls_key_file) if settings.apiserver.tls_cert_file and settings.apiserver.tls_key_file else None
-            await serve_http(app, settings.apiserver.host, settings.apiserver.port, svc.stopping, started=listening, tls=tls)
+            await serve_http(
+                app, api.host, api.port, svc.stopping, started=listening, ssl_certfile=api.tls_cert_file or None, ssl_keyfile=api.tls_key_file or None
+            )
         finally:
             listening.clear()
             idle.set()
@@ -64,6 +89,8 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
 
     svc.on_start(ensure_store)
     svc.task("http", serve_api)
+    svc.task("security", security.follow)
     svc.on_stop(drain_http)
     svc.readiness_check("http", listening.is_set)
+    svc.readiness_check("authorization", security.ready)
     return svc

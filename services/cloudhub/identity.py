@@ -148,6 +148,7 @@ class Authority:
             "apiserver": self.cfg.apiserver_url,
             "linkLifetimeSeconds": self.cfg.link_lifetime,
             "renewWindowSeconds": self.cfg.renew_window,
+            "tokenKeys": self.pki.token_keys(),
         }
 
     def _issue(self, node: str, csr: Any) -> tuple[bytes, int]:

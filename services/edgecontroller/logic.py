@@ -2,7 +2,9 @@
 
 A node needs the pods bound to it (``spec.nodeName``) and the ConfigMaps and Secrets those
 pods reference, the Devices bound to it and their DeviceModels (``devices.py``), and every
-Service and Endpoints object (``mesh.py``; which nodes exist comes from the Node objects). The
+Service and Endpoints object (``mesh.py``; which nodes exist comes from the Node objects)
+and every Role, ClusterRole, RoleBinding and ClusterRoleBinding (the node's metaserver
+authorizes its local clients with them, also offline; routed like Services). The
 downstream copy of a pod or a device has no ``status`` (the edge owns it), so a status
 write in the cloud is never echoed back down. Whether a node already has the
 right version of an object is decided by a hash of the downstream content, compared with
@@ -18,14 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebus.names import ObjectRef
-from edgebus.objects import CONFIGMAPS, DEVICEMODELS, DEVICES, ENDPOINTS, NODES, PODS, SECRETS, SERVICES, Resource
+from edgebus.objects import CONFIGMAPS, DEVICEMODELS, DEVICES, ENDPOINTS, NODES, PODS, RBAC_RESOURCES, SECRETS, SERVICES, Resource
 from edgebus.objects.refs import pod_node, pod_references
 from services.edgecontroller.devices import PLURALS as DEVICE_PLURALS
 from services.edgecontroller.devices import DeviceRouting
 from services.edgecontroller.mesh import PLURALS as MESH_PLURALS
 from services.edgecontroller.mesh import MeshRouting
 
-DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS, DEVICES, DEVICEMODELS, SERVICES, ENDPOINTS)
+DOWN_RESOURCES: tuple[Resource, ...] = (PODS, CONFIGMAPS, SECRETS, DEVICES, DEVICEMODELS, SERVICES, ENDPOINTS, *RBAC_RESOURCES)
+#: routed to every node (the same way: which nodes exist comes from the Node objects)
+EVERY_NODE = frozenset((*MESH_PLURALS, *(r.plural for r in RBAC_RESOURCES)))
 #: what the controller follows: what travels down, and the nodes (Services go to every node)
 WATCHED_RESOURCES: tuple[Resource, ...] = (*DOWN_RESOURCES, NODES)
 
@@ -123,7 +127,7 @@ class Index:
             return self._apply_pod((ns, name), None if deleted else obj)
         if resource.plural in DEVICE_PLURALS:
             return self.devices.apply(resource, ns, name, None if deleted else obj)
-        if resource.plural in MESH_PLURALS:
+        if resource.plural in EVERY_NODE:
             return self.mesh.apply(resource, ns, name, None if deleted else obj)
         out: Affected = {}
         for p in self.referenced_by.get(key, ()):
@@ -172,7 +176,7 @@ class Index:
             return self.pod_node.get((key[1], key[2])) == node
         if ref.resource in DEVICE_PLURALS:
             return self.devices.wanted(node, *key)
-        if ref.resource in MESH_PLURALS:
+        if ref.resource in EVERY_NODE:
             return self.mesh.wanted(node, *key)
         return any(self.pod_node.get(p) == node for p in self.referenced_by.get(key, ()))
 

@@ -7,6 +7,8 @@ Environment: ``EDGEBUS_EDGED__CONTAINERD`` (the CRI socket), ``EDGEBUS_EDGED__DA
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 from edgebus.runtime import ServiceSettings
@@ -34,7 +36,17 @@ class EdgedSettings(BaseModel):
     log_follow_max_seconds: float = Field(3600.0, gt=0, description="A followed log stream ends after this long.")
     max_log_followers: int = Field(32, ge=1, description="Concurrent followed log streams.")
     max_log_bytes: int = Field(4 << 20, ge=1024, description="Largest log reply (the tail is kept).")
-    max_image_bytes: int = Field(2 << 30, ge=1 << 20, description="Largest image archive accepted by image load.")
+    max_image_bytes: int = Field(
+        4 << 30, ge=1 << 20, description="Largest image archive image load accepts (the stored size is checked, and the bytes are counted as they arrive)."
+    )
+    node_data_dir: str = Field(
+        "", description="The node's data directory (its credentials live there): a hostPath volume inside it, or containing it, is refused. Default: the parent of data_dir."
+    )
+    protected_paths: list[str] = Field(default_factory=list, description="More host directories no hostPath volume may lie in or contain.")
+
+    def protected_dirs(self) -> tuple[str, ...]:
+        node_dir = self.node_data_dir or str(Path(self.data_dir).resolve().parent)
+        return (node_dir, *self.protected_paths)
 
 
 class Settings(ServiceSettings):

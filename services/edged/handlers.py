@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebus import names
-from edgebus.bus import Bus, BusError, Message, ObjectBucket, Router
+from edgebus.bus import Bus, BusError, Message, ObjectBucket, ObjectTooLarge, Router
 from edgebus.cri import CriClient, CriError, CriNotFound, api
 from edgebus.cri.containerd import import_image
 from edgebus.envelope import Envelope
@@ -165,11 +165,20 @@ def build_router(node: str) -> Router[Ctx]:
         bucket = _str(q, "bucket") or names.BUCKET_IMAGES
         obj = _str(q, "object", required=True)
         assert obj is not None
-        size = _int(q, "size") or 0
-        if size > ctx.settings.edged.max_image_bytes:
-            raise BadRequest(f"image archive of {size} bytes exceeds the node's limit of {ctx.settings.edged.max_image_bytes}")
+        # the caller's "size" is not trusted: the stored size is checked first, and the
+        # bytes are counted as they arrive (the stored metadata could lie too)
+        limit = ctx.settings.edged.max_image_bytes
         if not ctx.manager.runtime_ok:
             raise Unavailable(f"container runtime of node {ctx.node} is unavailable: {ctx.manager.runtime_error}")
+        bucket_ = ObjectBucket(ctx.bus, bucket, domain=ctx.settings.cloud_domain)
+        try:
+            stored = await bucket_.info(obj)
+        except BusError as exc:
+            raise Unavailable(f"cannot read {obj} in the cloud's bucket {bucket}: {exc}") from None
+        if stored is None:
+            raise NotFound(f"image archive {obj} is not in the cloud's bucket {bucket}")
+        if stored.size > limit:
+            raise BadRequest(_too_large(obj, f"is {stored.size} bytes", limit))
         tmpdir = Path(ctx.settings.edged.data_dir) / "tmp"
         tmpdir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=".tar")
@@ -177,7 +186,9 @@ def build_router(node: str) -> Router[Ctx]:
         try:
             t0 = time.monotonic()
             try:
-                info = await ObjectBucket(ctx.bus, bucket, domain=ctx.settings.cloud_domain).get_file(obj, tmp)
+                info = await bucket_.get_file(obj, tmp, max_bytes=limit)
+            except ObjectTooLarge:
+                raise BadRequest(_too_large(obj, "grew past the limit while it arrived", limit)) from None
             except BusError as exc:
                 raise Unavailable(f"cannot fetch {obj} from the cloud's bucket {bucket}: {exc}") from None
             fetched = time.monotonic() - t0
@@ -255,3 +266,7 @@ async def follow_log(ctx: Ctx, c: CState, path: str, offset: int, inbox: str, ti
         raise
     except Exception:
         log.exception("following the log of %s failed", c.id[:12])
+
+
+def _too_large(obj: str, what: str, limit: int) -> str:
+    return f"image archive {obj} {what}: this node accepts at most {limit} bytes (edged.max_image_bytes); nothing was imported"

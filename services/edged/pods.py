@@ -219,7 +219,7 @@ class PodWorker:
         ro: set[str] = set()
         vol_error: str | None = None
         try:
-            vol_paths, ro = volumes.prepare(st.data_dir, pod, ref, self.mgr.sources_for(ref.namespace))
+            vol_paths, ro = volumes.prepare(st.data_dir, pod, ref, self.mgr.sources_for(ref.namespace), protected=st.protected_dirs())
         except S.ConfigError as exc:
             vol_error = str(exc)
         except OSError as exc:

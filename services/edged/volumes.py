@@ -101,9 +101,23 @@ def _project(target: Path, data: dict[str, bytes], items: list[Any] | None, mode
     _projected[key] = (dict(data), copy.deepcopy(items) or None, mode)
 
 
-def prepare(data_dir: str | Path, pod: dict[str, Any], ref: PodRef, sources: Sources) -> tuple[dict[str, str], set[str]]:
+def check_host_path(volume: str, path: str, protected: tuple[str, ...]) -> None:
+    """A hostPath may neither lie in nor contain a protected directory (the node's data
+    directory, where its credentials are): :class:`ConfigError` otherwise."""
+    real = os.path.realpath(path)
+    for d in protected:
+        pd = os.path.realpath(d)
+        if os.path.commonpath([real, pd]) in (real, pd):
+            where = "lies inside" if os.path.commonpath([real, pd]) == pd else "contains"
+            raise ConfigError(f"volume {volume}: hostPath {path} {where} the node's data directory {pd}, where its credentials are: refused on this node")
+
+
+def prepare(
+    data_dir: str | Path, pod: dict[str, Any], ref: PodRef, sources: Sources, *, protected: tuple[str, ...] = ()
+) -> tuple[dict[str, str], set[str]]:
     """Create / refresh the pod's volumes; returns (volume name -> host path, read-only
-    volumes). A missing ConfigMap or Secret raises :class:`ConfigError` (unless optional)."""
+    volumes). A missing ConfigMap or Secret raises :class:`ConfigError` (unless optional), so
+    does a hostPath in or around one of the ``protected`` directories."""
     base = pod_dir(data_dir, ref) / "volumes"
     paths: dict[str, str] = {}
     read_only: set[str] = set()
@@ -142,6 +156,7 @@ def prepare(data_dir: str | Path, pod: dict[str, Any], ref: PodRef, sources: Sou
             path = hp.get("path")
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"volume {name}: hostPath.path must be absolute")
+            check_host_path(name, path, protected)
             typ = hp.get("type") or ""
             target = Path(path)
             if typ == "DirectoryOrCreate":

@@ -235,7 +235,7 @@ def create_app(ctx: MetaServerContext) -> FastAPI:
         }
         env = Envelope.new(source=f"metaserver@{ctx.node}", operation="request", resource="api", content=req, sync=True)
         try:
-            reply = await ctx.bus.request(names.API_REQUEST_SUBJECT, env, timeout=ctx.forward_timeout)
+            reply = await ctx.bus.request(names.api_node_subject(ctx.node), env, timeout=ctx.forward_timeout)
         except (NoResponders, NotConnected):
             raise Unavailable(f"node {ctx.node} is offline; writes need the cloud") from None
         except RequestTimeout:

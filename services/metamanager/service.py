@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from edgebus import topology
+from edgebus.auth.guard import Guard
+from edgebus.kubehttp import ProtobufBodies
 from edgebus.runtime import Service, setup_logging
 from edgebus.runtime.ops import serve_http
+from edgebus.auth import Decision
+from services.metamanager.auth import LocalSecurity
 from services.metamanager.config import Settings
 from services.metamanager.handlers import Ctx, build_router
 from services.metamanager.metaserver import Changes, MetaServerContext, create_app
 from services.metamanager.store import MetaStore
+
+
+log = logging.getLogger("edgebus.metamanager")
 
 
 def build(settings: Settings | None = None) -> Service[Ctx]:
@@ -38,7 +46,21 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
                 node=settings.node, store=store, bus=svc.bus, changes=changes, stopping=svc.stopping, health=svc.health, ready=svc.ready
             )
         )
-        svc.task("metaserver", lambda: serve_http(app, mm.metaserver_host, mm.metaserver_port, http_stop))
+        secure = bool(mm.admin_token_file or mm.auth.token_keys)
+        local = LocalSecurity(settings.node, store, mm.auth, admin_token_file=mm.admin_token_file) if secure else None
+        if local is not None:
+            svc.ctx.listeners.append(local.on_change)
+            if not mm.metaserver_tls_cert_file:
+                log.warning("the metaserver authenticates over plain HTTP: kubectl sends no credentials without HTTPS (set metamanager.metaserver_tls_cert_file)")
+        guarded = Guard(
+            ProtobufBodies(app),
+            local.authenticate if local is not None else None,
+            local.authorize if local is not None else _allow,
+            server="metaserver",
+            anonymous_paths=frozenset(mm.auth.anonymous_paths),
+        )
+        tls = {"ssl_certfile": mm.metaserver_tls_cert_file or None, "ssl_keyfile": mm.metaserver_tls_key_file or None}
+        svc.task("metaserver", lambda: serve_http(guarded, mm.metaserver_host, mm.metaserver_port, http_stop, **tls))
 
         @svc.on_stop
         async def stop_metaserver(s: Service[Ctx]) -> None:
@@ -49,6 +71,10 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
         store.close()
 
     return svc
+
+
+async def _allow(_user: object, _attrs: object) -> Decision:
+    return Decision(True, "authentication is off")
 
 
 def main() -> None:

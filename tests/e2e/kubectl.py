@@ -35,10 +35,12 @@ def versioned_kubectls() -> dict[str, str]:
 
 
 class Kubectl:
-    def __init__(self, tmp: Path, name: str, server: str, binary: str | None = None, *, ca_file: str | None = None, token: str | None = None) -> None:
+    def __init__(self, tmp: Path, name: str, server: str, binary: str | None = None, *, token: str | None = None, ca_pem: bytes | None = None, ca_file: str | None = None) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = tmp / f"{name}.kubeconfig"
-        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, ca_file=ca_file, token=token)))
+        if ca_pem is None and ca_file and server.startswith("https://"):
+            ca_pem = Path(ca_file).read_bytes()
+        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, token=token, ca_pem=ca_pem)))
         self.cache = tmp / f"{name}.cache"
         self.binary = binary or KUBECTL or "kubectl"
         self.server = server
@@ -52,7 +54,9 @@ class Kubectl:
         return [self.binary, "--kubeconfig", str(self.config), "--cache-dir", str(self.cache), "--request-timeout", "20s", *args]
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        cp = subprocess.run(self.argv(*args), input=stdin, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+        cp = subprocess.run(
+            self.argv(*args), input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        )
         if check and cp.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({cp.returncode}): {cp.stdout}\n{cp.stderr}")
         return cp

@@ -24,9 +24,14 @@ def test_inspect_views(lab: LabCli) -> None:
     def streams() -> dict[tuple[str, str], int]:
         return {(r[0], r[1]): int(r[3]) for r in rows(lab.run("inspect", "streams").stdout) if len(r) >= 4 and r[3].isdigit()}
 
-    s = wait_until(lambda: (x := streams()).get(("edge-1", "EDGEBUS_EDGE_DOWN")) == 2 and x, timeout=15, msg="hello objects on edge-1")
-    assert s[("cloud", "EDGEBUS_DOWN")] == 2  # a ConfigMap and a Pod for edge-1, nothing for edge-2
-    assert s[("edge-2", "EDGEBUS_EDGE_DOWN")] == 0
+    def node_keys() -> set[str]:
+        return {i["key"] for i in lab.json("node", "objects", "edge-1")["items"]}
+
+    wait_until(lambda: {"/core/v1/configmaps/default/hello-config", "/core/v1/pods/default/hello"} <= node_keys(), timeout=15, msg="hello objects on edge-1")
+    n_rbac = len([k for k in node_keys() if k.startswith("/rbac.authorization.k8s.io/")])  # every node holds the RBAC objects
+    s = wait_until(lambda: (x := streams()).get(("edge-1", "EDGEBUS_EDGE_DOWN")) == 2 + n_rbac and x, timeout=15, msg="hello objects on edge-1's stream")
+    assert s[("cloud", "EDGEBUS_DOWN")] == 2 + 2 * n_rbac  # a ConfigMap and a Pod for edge-1, and the RBAC objects for each node
+    assert s[("edge-2", "EDGEBUS_EDGE_DOWN")] == n_rbac  # only the RBAC objects
     assert s[("cloud", "EDGEBUS_UP")] > 0 and s[("edge-1", "EDGEBUS_EDGE_UP")] > 0
 
     # live traffic, decoded from msgpack: edge-1's heartbeats come through the cloud server
@@ -35,12 +40,13 @@ def test_inspect_views(lab: LabCli) -> None:
     body = json.loads(out.strip().splitlines()[-1])
     assert body["route"]["operation"] == "keepalive" and body["content"]["node"] == "edge-1"
     # stored messages of a stream, replayed
-    out = lab.run("inspect", "tail", "edgebus.down.edge-1.>", "--stream", "EDGEBUS_DOWN", "--count", "2").stdout
+    out = lab.run("inspect", "tail", "edgebus.down.edge-1.configmaps.>", "--stream", "EDGEBUS_DOWN", "--count", "1").stdout
     assert "edgebus.down.edge-1.configmaps.default.hello-config" in out and '"greeting": "hello from the cloud"' in out
 
     node = lab.json("inspect", "node", "edge-1")
     assert node["edgehub"]["link"] == "up" and node["edgehub"]["joined"] is True
-    assert node["metamanager"]["objects"] == 2
+    assert n_rbac, "every node holds the cluster's RBAC objects"
+    assert node["metamanager"]["objects"] == 2 + n_rbac
     table = lab.run("inspect", "node", "edge-1").stdout
     assert "link" in table and "up since" in table and "store: objects" in table
 

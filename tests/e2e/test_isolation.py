@@ -92,7 +92,7 @@ async def test_a_node_credential_reaches_only_its_own_subjects(lab2: RunningLab)
     forbidden_pubs = [
         f"{names.node_filter(B)[:-2]}.edged.exec",  # run a command in edge-2's pods
         names.meta_subject(B, "list"),  # read edge-2's store
-        names.API_REQUEST_SUBJECT,  # the apiserver's API as a cloud service
+        names.API_NODE_FILTER.replace("*", "edge-3"),  # the API as a node that is not edge-1
         names.api_node_subject(B),  # the API as edge-2
         names.down_subject(B, "pods", "default", "evil"),  # desired state
         names.down_subject(A, "pods", "default", "evil"),  # even its own

@@ -16,7 +16,7 @@ import yaml
 from edgebus import names
 from edgebus.cli.kubeconfig import kubeconfig
 from edgebus.envelope import Envelope
-from edgebus.objects import PODS
+from edgebus.objects import EVENTS, PODS
 from edgebus.testing.waiting import eventually
 
 from .conftest import RunningLab, start_lab, stop_lab
@@ -53,7 +53,8 @@ async def lab(tmp_path: Path):
 class Kubectl:
     def __init__(self, tmp: Path, name: str, server: str, *, ca_file: str | None = None, token: str | None = None) -> None:
         self.config = tmp / f"{name}.kubeconfig"
-        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, ca_file=ca_file, token=token)))
+        ca_pem = Path(ca_file).read_bytes() if ca_file and server.startswith("https://") else None
+        self.config.write_text(yaml.safe_dump(kubeconfig(server, name, token=token, ca_pem=ca_pem)))
         self.cache = tmp / f"{name}.cache"
 
     def argv(self, *args: str) -> list[str]:
@@ -69,7 +70,8 @@ class Kubectl:
 async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path: Path) -> None:
     plan = lab.lab.plan
     cloud = Kubectl(tmp_path, "cloud", plan.apiserver_url, ca_file=plan.ca_file, token=plan.admin_token())
-    edge = Kubectl(tmp_path, "edge", f"http://127.0.0.1:{plan.metaserver_port('edge-1')}")
+    ident = plan.node_identity("edge-1")
+    edge = Kubectl(tmp_path, "edge", f"https://127.0.0.1:{plan.metaserver_port('edge-1')}", ca_file=str(ident.metaserver_ca_file), token=ident.admin_token_file.read_text().strip())
     await cloud.run("apply", "-f", "-", stdin=MANIFEST)
 
     async def edge_pods() -> str | None:
@@ -85,10 +87,13 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     logs = await edge.run("logs", "app", check=False)
     assert logs.stderr.strip() == "Error from server (BadRequest): log is not served by a node's metaserver: use the cloud apiserver (edgebus kubeconfig), or edgebus logs"
 
-    # online, a write through the node is forwarded to the cloud (and comes back down)
-    await edge.run("label", "pod", "app", "tier=edge")
-    assert (await lab.store.get(PODS, "default", "app"))["metadata"]["labels"]["tier"] == "edge"
-    await eventually(lambda: _edge_label(edge, "tier", "edge"), timeout=15, msg="the label back on the edge")
+    # online, a write through the node is forwarded to the cloud as the node: what a node may
+    # write goes through (an Event), what it may not is refused by the cloud (relabelling a pod)
+    relabel = await edge.run("label", "pod", "app", "tier=edge", check=False)
+    assert relabel.returncode != 0 and relabel.stderr.strip().startswith('Error from server (Forbidden): pods "app" is forbidden: User "system:node:edge-1" cannot patch resource "pods"'), relabel.stderr
+    assert "tier" not in (await lab.store.get(PODS, "default", "app"))["metadata"]["labels"]
+    await edge.run("create", "-f", "-", stdin=_event("via-edge"))
+    assert (await lab.store.get(EVENTS, "default", "via-edge"))["reason"] == "Tested"
 
     # -- offline ----------------------------------------------------------------------
     assert lab.proxy is not None
@@ -144,7 +149,14 @@ async def _link_down(lab: RunningLab) -> bool:
 
 
 async def _write_ok(edge: Kubectl) -> bool:
-    return (await edge.run("label", "pod", "app", "--overwrite", "healed=yes", check=False)).returncode == 0
+    return (await edge.run("create", "-f", "-", stdin=_event(f"healed-{time.monotonic_ns()}"), check=False)).returncode == 0
+
+
+def _event(name: str) -> str:
+    return (
+        f"apiVersion: v1\nkind: Event\nmetadata: {{name: {name}, namespace: default}}\n"
+        "involvedObject: {kind: Pod, name: app, namespace: default}\nreason: Tested\nmessage: written through the node\ntype: Normal\n"
+    )
 
 
 async def _has(edge: Kubectl, resource: str, name: str) -> bool:

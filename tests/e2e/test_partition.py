@@ -35,7 +35,8 @@ def pod(name: str, cms: int = 0) -> dict:
 
 
 async def edge_objects(rl: RunningLab) -> dict[str, dict]:
-    return {i["key"]: i for i in (await rl.meta.list())["items"]}
+    """The node's objects, without the cluster's RBAC objects every node holds."""
+    return {i["key"]: i for i in (await rl.meta.list())["items"] if not i["key"].startswith("/rbac.authorization.k8s.io/")}
 
 
 async def update_cm(rl: RunningLab, i: int, v: str) -> None:

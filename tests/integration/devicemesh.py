@@ -137,7 +137,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, *, via_proxy: bool = False, ma
         "cloudhub": build_service("cloudhub", nats=hub.nats_settings("cloudhub"), cloudhub=cloudhub_identity(hub, node_grace_period=5)),
         "edgecontroller": build_service("edgecontroller", nats=hub.nats_settings("edgecontroller")),
         "devicecontroller": build_service("devicecontroller", nats=hub.nats_settings("devicecontroller"), devicecontroller={"ack_wait": 3.0}),
-        "metamanager": build_service("metamanager", **edge_settings("metamanager"), metamanager={"data_dir": str(tmp / "mm")}),
+        "metamanager": build_service("metamanager", **edge_settings("metamanager"), metamanager={"data_dir": str(tmp / "mm"), "metaserver_port": free_port()}),
         "edgehub": build_service("edgehub", **edge_settings("edgehub"), edgehub={"heartbeat_interval": 0.5, "link_check_interval": 0.2}),
         "devicetwin": build_service("devicetwin", **edge_settings("devicetwin"), devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0}),
     }

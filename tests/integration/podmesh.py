@@ -151,7 +151,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, **edge
         "cloudhub": build_service("cloudhub", nats=hub.nats_settings("cloudhub"), cloudhub=cloudhub_identity(hub, node_grace_period=10)),
         "edgecontroller": build_service("edgecontroller", nats=hub.nats_settings("edgecontroller")),
         "apiserver": build_service("apiserver", nats=hub.nats_settings("apiserver"), apiserver={"port": api_port}),
-        "metamanager": build_service("metamanager", node=NODE, nats={**leaf.nats_settings("metamanager"), "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm")}),
+        "metamanager": build_service("metamanager", node=NODE, nats={**leaf.nats_settings("metamanager"), "ping_interval": 1}, metamanager={"data_dir": str(tmp / "mm"), "metaserver_port": free_port()}),
         "edgehub": build_service("edgehub", node=NODE, nats={**leaf.nats_settings("edgehub"), "ping_interval": 1}, edgehub={"heartbeat_interval": 1, "internal_ip": "127.0.0.1"}),
     }
     cloud = hub.bus("test-cloud")

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from edgebus import names
 from edgebus.cri.containerd import Containerd
+from edgebus.envelope import Envelope
 from edgebus.objects import CONFIGMAPS, NODES, PODS, SECRETS
 from edgebus.testing.containerd import skip_reason, start_containerd, stop_containerd
 from edgebus.testing.servers import Cluster, start_hub
@@ -384,6 +386,63 @@ async def test_image_load_over_the_bus(mesh: PodMesh, tmp_path: Path) -> None:
     bad = await acli(mesh, "image", "load", str(archive), "--node", "edge-9", check=False)
     assert bad.returncode == 1 and "edge-9" in bad.stdout and "unreachable" in bad.stdout
     await gone(mesh, "from-loaded")
+
+
+async def test_image_load_enforces_the_node_limit(mesh: PodMesh, tmp_path: Path) -> None:
+    """The node's own limit decides, never the size the caller announces; and the bytes are
+    counted as they arrive, whatever the stored metadata says."""
+    import os
+
+    from edgebus.bus import ObjectBucket, ObjectTooLarge, RemoteError
+
+    big = tmp_path / "big.tar"
+    big.write_bytes(os.urandom(3 << 20))
+    bucket = ObjectBucket(mesh.cloud, names.BUCKET_IMAGES)
+    await bucket.ensure()
+    await bucket.put_file("big-archive", big)
+    mesh.edged_settings["max_image_bytes"] = 2 << 20
+    try:
+        await mesh.restart_edged()
+        env = Envelope.new(source="test", operation="request", content={"object": "big-archive", "size": 10})
+
+        async def refused() -> RemoteError | None:
+            try:
+                await mesh.cloud.call(names.edged_subject(NODE, "images.load"), env, timeout=30)
+            except RemoteError as exc:
+                return exc if exc.code == 400 else None
+            raise AssertionError("a 3 MiB archive was accepted by a node with a 2 MiB limit")
+
+        exc = await eventually(refused, timeout=20, msg="images.load answers")
+        assert str(exc) == "image archive big-archive is 3145728 bytes: this node accepts at most 2097152 bytes (edged.max_image_bytes); nothing was imported"
+        with pytest.raises(ObjectTooLarge):
+            await bucket.get_file("big-archive", tmp_path / "out.tar", max_bytes=1 << 20)
+        assert (tmp_path / "out.tar").stat().st_size <= 1 << 20, "the read stopped at the limit"
+    finally:
+        mesh.edged_settings.pop("max_image_bytes", None)
+        await mesh.restart_edged()
+        await bucket.delete("big-archive")
+
+
+async def test_host_path_to_the_node_data_dir_is_refused(mesh: PodMesh, tmp_path: Path) -> None:
+    """edged refuses a hostPath in or around the node's data directory (its credentials):
+    a clear container status, nothing created there."""
+    node_dir = mesh.edged_dir.resolve().parent
+    for name, path in (("into", str(node_dir / "creds")), ("around", "/")):
+        p = pod(f"hp-{name}", command=["sleep", "3600"])
+        p["spec"]["volumes"] = [{"name": "host", "hostPath": {"path": path, "type": "DirectoryOrCreate"}}]
+        p["spec"]["containers"][0]["volumeMounts"] = [{"name": "host", "mountPath": "/host"}]
+        await mesh.store.create(PODS, p)
+        s = await eventually(lambda n=name: _waiting(mesh, f"hp-{n}", "CreateContainerConfigError"), timeout=20, msg="refused")
+        assert "the node's data directory" in s["message"] and "refused on this node" in s["message"], s
+    assert not (node_dir / "creds").exists(), "nothing was created inside the node's data directory"
+    for name in ("into", "around"):
+        await gone(mesh, f"hp-{name}")
+
+
+async def _waiting(mesh: PodMesh, name: str, reason: str) -> dict[str, Any] | None:
+    s = await mesh.container_status(name)
+    w = ((s or {}).get("state") or {}).get("waiting") or {}
+    return w if w.get("reason") == reason else None
 
 
 async def _logged(mesh: PodMesh, name: str, text: str) -> bool:

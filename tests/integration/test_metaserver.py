@@ -79,13 +79,13 @@ async def test_old_revisions_are_gone_and_bad_requests_are_refused(mesh) -> None
         for bad in ({"method": "TRACE", "path": "/api/v1/pods"}, {"method": "GET", "path": "/etc/passwd"}, {"method": "GET", "path": "/api/v1/pods", "query": "watch=1"}):
             env = Envelope.new(source="t", operation="request", content=bad)
             try:
-                await bus.call(names.API_REQUEST_SUBJECT, env, timeout=5)
+                await bus.call(names.api_node_subject("edge-1"), env, timeout=5)
             except RemoteError as exc:
                 assert exc.code == 400
             else:
                 raise AssertionError(f"relay accepted {bad}")
         env = Envelope.new(source="t", operation="request", content={"method": "GET", "path": "/api/v1/namespaces/default/pods/a", "headers": {}})
-        out = (await bus.call(names.API_REQUEST_SUBJECT, env, timeout=5)).content
+        out = (await bus.call(names.api_node_subject("edge-1"), env, timeout=5)).content
         assert out["status"] == 200 and json.loads(out["body"])["metadata"]["name"] == "a"
     finally:
         await api.stop()

@@ -177,3 +177,17 @@ def test_unchanged_volumes_are_not_touched(tmp_path: Path) -> None:
     volumes.remove_pod_dir(tmp_path, ref.dir_name)
     paths, _ = volumes.prepare(tmp_path, p, ref, src)
     assert Path(paths["b"], "x").read_text() == "1" and Path(paths["a"], "greeting").read_text() == "hello"
+
+
+def test_host_path_around_protected_dirs(tmp_path: Path) -> None:
+    from services.edged.spec import ConfigError
+    from services.edged.volumes import check_host_path
+
+    node = tmp_path / "node"
+    (node / "edged").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(node / "edged")
+    for bad in (str(node), str(node / "edged" / "x"), "/", str(tmp_path), str(tmp_path / "link")):
+        with pytest.raises(ConfigError, match="the node's data directory"):
+            check_host_path("v", bad, (str(node),))
+    for ok in (str(tmp_path / "nodeX"), str(tmp_path / "other" / "node"), "/srv/data"):
+        check_host_path("v", ok, (str(node),))

@@ -70,7 +70,7 @@ def test_node_template_confines_each_node_to_its_own_subjects() -> None:
         names.up_subject(b, names.UP_HEARTBEAT),
         names.hub_node_subject(b, "renew"),
         names.api_node_subject(b),
-        names.API_REQUEST_SUBJECT,
+        names.API_NODE_FILTER.replace("*", "edge-2"),
         names.JOIN_SUBJECT,
         f"{names.reply_prefix(b)}.abc",
         names.mesh_open_subject(a, b),

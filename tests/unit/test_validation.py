@@ -121,6 +121,38 @@ VALID: dict[str, dict[str, Any]] = {
     },
 }
 
+VALID.update(
+    {
+        "serviceaccounts": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder", "namespace": "default"}, "automountServiceAccountToken": False},
+        "roles": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"], "resourceNames": ["web"]}],
+        },
+        "clusterroles": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:health-reader"},
+            "rules": [{"nonResourceURLs": ["/healthz", "/readyz*"], "verbs": ["get"]}, {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+        "rolebindings": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "read-pods", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "User", "name": "jane"}, {"kind": "ServiceAccount", "name": "builder"}],
+        },
+        "clusterrolebindings": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "ops:view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}, {"kind": "ServiceAccount", "name": "x", "namespace": "ci"}],
+        },
+    }
+)
+
 
 def obj(resource: str, **changes: Any) -> dict[str, Any]:
     """A deep copy of the valid sample with dotted-path changes (``None`` deletes)."""
@@ -177,6 +209,8 @@ def test_minimal_objects_pass(plural: str) -> None:
         o["involvedObject"] = {"kind": "Pod", "name": "p"}
     if plural == "services":
         o["spec"] = {"ports": [{"port": 80}]}
+    if plural in ("rolebindings", "clusterrolebindings"):
+        o["roleRef"] = {"kind": "ClusterRole", "name": "view"}
     validate(RESOURCES[plural], o)
 
 
