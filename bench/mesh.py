@@ -143,8 +143,8 @@ def start_backend(name: str) -> tuple[subprocess.Popen[str], int]:
     return p, int(p.stdout.readline())
 
 
-async def resolve(port: int, name: str) -> str:
-    r = await dns.asyncquery.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=3)
+async def resolve(server: tuple[str, int], name: str) -> str:
+    r = await dns.asyncquery.udp(dns.message.make_query(name, "A"), server[0], port=server[1], timeout=3)
     return str(r.answer[0][0].address)
 
 
@@ -186,11 +186,11 @@ async def main() -> None:
 
         await eventually(lambda: ready("local"), timeout=30, msg="local ready")
         await eventually(lambda: ready("remote"), timeout=30, msg="remote ready")
-        dns_port = plan.mesh_dns_port("edge-1")
-        local = await resolve(dns_port, "local.default.svc.cluster.local")
-        remote = await resolve(dns_port, "remote.default.svc.cluster.local")
+        dns_server = plan.mesh_dns("edge-1")
+        local = await resolve(dns_server, "local.default.svc.cluster.local")
+        remote = await resolve(dns_server, "remote.default.svc.cluster.local")
         targets = {"direct": ("127.0.0.1", port1), "local": (local, 8080), "cross-node": (remote, 8080)}
-        print(f"edge-1 DNS {plan.host}:{dns_port}: local -> {local}, remote -> {remote}; backends on 127.0.0.1:{port1} (edge-1), :{port2} (edge-2)\n")
+        print(f"edge-1 DNS {dns_server[0]}:{dns_server[1]}: local -> {local}, remote -> {remote}; backends on 127.0.0.1:{port1} (edge-1), :{port2} (edge-2)\n")
 
         # Latency samples are taken in interleaved rounds (direct, local, cross-node, again),
         # so the background work of the lab's other processes falls on every path alike.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from edgebus import names
 from edgebus.bus import Bus, BusMsg, NoResponders, NotConnected, ObjectBucket, RemoteError, RequestTimeout
 from edgebus.envelope import OP_QUERY, Envelope
 from edgebus.errors import ApiError, BadRequest, NotFound, Timeout, Unavailable
+from edgebus.streampipe import StreamPipe
 
 
 def _api_error(exc: RemoteError) -> ApiError:
@@ -58,6 +60,21 @@ class EdgedClient:
         q = {"namespace": namespace, "name": name, "container": container, "command": command, "timeout": timeout}
         return dict(await self._call("exec", q, timeout=timeout + 10))
 
+    async def open_stream(self, request: dict[str, Any], *, timeout: float | None = None) -> StreamPipe:
+        """Open an exec/attach stream into a container (edged's ``stream``): the pipe whose
+        channels are the container's (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4
+        terminal size). edged answers once the container's stream is open."""
+        sid = _nuid()
+        pipe = StreamPipe(self.bus, names.edged_stream_subject(self.node, sid))
+        reply = self.bus.reply_subject(self.node)  # the only kind of subject the node may stream to
+        await pipe.start(reply)
+        try:
+            await self._call("stream", {**request, "id": sid, "reply": reply, "window": pipe.window}, timeout=timeout)
+        except BaseException:
+            await pipe.close()
+            raise
+        return pipe
+
     async def logs(
         self,
         namespace: str,
@@ -70,7 +87,7 @@ class EdgedClient:
         since_seconds: int | None = None,
         limit_bytes: int | None = None,
         follow: bool = False,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The log as chunks of complete lines; with ``follow`` until the container stops
         (or the stream's time limit on the node)."""
         q: dict[str, Any] = {"namespace": namespace, "name": name, "container": container, "previous": previous, "timestamps": timestamps}
@@ -131,6 +148,10 @@ class EdgedClient:
             info = await store.put_file(obj, p)
         res = await self._call("images.load", {"bucket": bucket, "object": obj, "size": info.size, "sha256": digest}, timeout=timeout)
         return dict(res)
+
+
+def _nuid() -> str:
+    return secrets.token_hex(8)
 
 
 def _sha256(p: Path) -> str:

@@ -97,6 +97,13 @@ class Invalid(ApiError):
     reason = "Invalid"
 
 
+class TooManyRequests(ApiError):
+    """429: e.g. an eviction a PodDisruptionBudget does not allow now (retry later)."""
+
+    code = 429
+    reason = "TooManyRequests"
+
+
 class Unavailable(ApiError):
     code = 503
     reason = "ServiceUnavailable"

@@ -1,5 +1,6 @@
 """HTTP pieces shared by edgebus's Kubernetes-style servers (the apiserver, each edge's
-metaserver): the watch response and Status error responses.
+metaserver): their routes (errors answered as Kubernetes `Status` objects), the watch
+response and Status error responses.
 
 The watch response sends newline-delimited JSON events over a chunked HTTP response.
 
@@ -14,21 +15,23 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import aclosing
 from typing import Any
 
-from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from edgebus import kube, openapi
 from edgebus.bus import BusError
 from edgebus.errors import ApiError, NotFound, Unavailable
 from edgebus.openapi import gnostic
 from edgebus.openapi import protobuf as kproto
+from edgebus.runtime.ops import OpsApp
 
 log = logging.getLogger("edgebus.kubehttp")
 
@@ -38,7 +41,9 @@ OPEN_WATCHES = Gauge("edgebus_watches", "Watch streams being served", ["server"]
 class WatchResponse(Response):
     media_type = "application/json"
 
-    def __init__(self, events: AsyncIterator[bytes], *, stop: asyncio.Event, timeout: float | None = None, server: str = "apiserver") -> None:
+    def __init__(
+        self, events: AsyncIterator[bytes], *, stop: asyncio.Event, timeout: float | None = None, server: str = "apiserver", closed: asyncio.Event | None = None
+    ) -> None:
         # Like StreamingResponse: no body, so no Content-Length, so the response is chunked.
         self.status_code = 200
         self.background = None
@@ -47,6 +52,8 @@ class WatchResponse(Response):
         self.stop = stop
         self.timeout = timeout
         self.server = server
+        #: set by the event source to end the stream at once (a watcher too slow to keep up)
+        self.closed = closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         OPEN_WATCHES.labels(self.server).inc()
@@ -54,6 +61,8 @@ class WatchResponse(Response):
         disconnect = asyncio.create_task(_wait_disconnect(receive), name=f"{self.server}:watch-disconnect")
         stopping = asyncio.create_task(self.stop.wait(), name=f"{self.server}:watch-stop")
         tasks = {pump, disconnect, stopping}
+        if self.closed is not None:
+            tasks.add(asyncio.create_task(self.closed.wait(), name=f"{self.server}:watch-closed"))
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await asyncio.wait(tasks, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -68,8 +77,10 @@ class WatchResponse(Response):
             log.error("watch stream failed", exc_info=pump.exception())
         if not disconnect.done() or disconnect.cancelled():
             try:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:
+                # a client that stopped reading may never take this: do not wait for it
+                # (the connection is then closed without the last chunk)
+                await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 2.0)
+            except (OSError, TimeoutError):
                 pass
 
     async def _pump(self, send: Send) -> None:
@@ -123,7 +134,7 @@ class ProtobufBodies:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         sent = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> MutableMapping[str, Any]:
             nonlocal sent
             if not sent:
                 sent = True
@@ -139,25 +150,23 @@ def status_response(exc: ApiError) -> JSONResponse:
 
 
 def add_common_routes(
-    app: Any,
+    routes: Routes,
     *,
     health: Callable[[], dict[str, object]],
     ready: Callable[[], dict[str, object]],
     version_extra: dict[str, Any] | None = None,
+    views: bool = False,
 ) -> None:
     """The routes every Kubernetes-style server of edgebus answers the same way: health,
-    readiness, Prometheus metrics, ``/version`` and API discovery."""
+    readiness, Prometheus metrics, ``/version`` and API discovery (with ``views``, also the
+    resources served as views of others: :mod:`edgebus.objects.device_views`)."""
 
-    async def healthz(_: Request) -> Response:
-        body = health()
-        return JSONResponse(body, status_code=200 if body.get("ok") else 503)
+    ops = OpsApp(health, ready)
 
-    async def readyz(_: Request) -> Response:
-        body = ready()
-        return JSONResponse(body, status_code=200 if body.get("ok") else 503)
-
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def operations(request: Request) -> Response:
+        # the same answers as every service's ops endpoint
+        status, ctype, body = ops.respond("GET", request.url.path)
+        return Response(body, status_code=status, media_type=ctype)
 
     async def version(_: Request) -> Response:
         return JSONResponse({**kube.version_info(), **(version_extra or {})})
@@ -166,14 +175,14 @@ def add_common_routes(
         return JSONResponse(kube.api_versions(request.url.netloc))
 
     async def apis(_: Request) -> Response:
-        return JSONResponse(kube.api_group_list())
+        return JSONResponse(kube.api_group_list(views=views))
 
     async def api_group(request: Request) -> Response:
-        return JSONResponse(kube.api_group(request.path_params["group"]))
+        return JSONResponse(kube.api_group(request.path_params["group"], views=views))
 
     async def api_group_version(request: Request) -> Response:
         p = request.path_params
-        return JSONResponse(kube.api_resource_list(p["group"], p["version"]))
+        return JSONResponse(kube.api_resource_list(p["group"], p["version"], views=views))
 
     async def api_v1(_: Request) -> Response:
         return JSONResponse(kube.api_resource_list())
@@ -198,10 +207,10 @@ def add_common_routes(
         return Response(doc, media_type="application/json", headers=headers)
 
     for path, fn in (
-        ("/healthz", healthz),
-        ("/livez", healthz),
-        ("/readyz", readyz),
-        ("/metrics", metrics),
+        ("/healthz", operations),
+        ("/livez", operations),
+        ("/readyz", operations),
+        ("/metrics", operations),
         ("/version", version),
         ("/api", api),
         ("/apis", apis),
@@ -212,7 +221,7 @@ def add_common_routes(
         ("/openapi/v3", openapi_v3),
         ("/openapi/v3/{gv:path}", openapi_v3_gv),
     ):
-        app.add_api_route(path, fn, methods=["GET"])
+        routes.add(path, fn, ["GET"])
 
 
 @functools.cache
@@ -220,29 +229,63 @@ def _v2_json() -> bytes:
     return json.dumps(openapi.v2_document(), separators=(",", ":")).encode()
 
 
-def status_route(on_response: Callable[[Request, Response], None]) -> type[APIRoute]:
-    """A FastAPI route class whose errors are answered the Kubernetes way — an
-    :class:`ApiError` as its ``Status``, bus trouble as 503, anything else as a logged 500 —
-    and whose every response is passed to ``on_response`` (metrics)."""
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-    class StatusRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            inner = super().get_route_handler()
 
-            async def handler(request: Request) -> Response:
-                try:
-                    resp = await inner(request)
-                except ApiError as exc:
-                    resp = status_response(exc)
-                except BusError as exc:
-                    log.warning("%s %s: bus error: %s", request.method, request.url.path, exc)
-                    resp = status_response(Unavailable(f"the object store is unavailable: {exc}"))
-                except Exception as exc:
-                    log.exception("%s %s failed", request.method, request.url.path)
-                    resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
-                on_response(request, resp)
-                return resp
+class Routes:
+    """The routes of one of edgebus's Kubernetes-style servers, in matching order (the first
+    full match wins), for a Starlette app.
 
-            return handler
+    An endpoint added with :meth:`add` (or :meth:`get` / :meth:`post`) takes the bare
+    :class:`Request` and answers its errors the Kubernetes way — an :class:`ApiError` as its
+    ``Status``, bus trouble as 503, anything else as a logged 500 — and each of its responses
+    is passed to ``on_response`` (metrics). A route answers exactly the methods it is given
+    (a GET route does not answer HEAD)."""
 
-    return StatusRoute
+    def __init__(self, on_response: Callable[[Request, Response], None]) -> None:
+        self.routes: list[BaseRoute] = []
+        self._on_response = on_response
+
+    def add(self, path: str, endpoint: Endpoint, methods: list[str]) -> None:
+        route = Route(path, self._answering(endpoint), methods=methods)
+        route.methods = {m.upper() for m in methods}  # no implicit HEAD
+        self.routes.append(route)
+
+    def get(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._decorator(path, "GET")
+
+    def post(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._decorator(path, "POST")
+
+    def websocket(self, path: str, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
+        self.routes.append(WebSocketRoute(path, endpoint))
+
+    def plain(self, path: str, endpoint: Endpoint, methods: list[str]) -> None:
+        """A route answered as it is: no error mapping, not counted."""
+        self.routes.append(Route(path, endpoint, methods=methods))
+
+    def _decorator(self, path: str, method: str) -> Callable[[Endpoint], Endpoint]:
+        def add(endpoint: Endpoint) -> Endpoint:
+            self.add(path, endpoint, [method])
+            return endpoint
+
+        return add
+
+    def _answering(self, endpoint: Endpoint) -> Endpoint:
+        on_response = self._on_response
+
+        async def handler(request: Request) -> Response:
+            try:
+                resp = await endpoint(request)
+            except ApiError as exc:
+                resp = status_response(exc)
+            except BusError as exc:
+                log.warning("%s %s: bus error: %s", request.method, request.url.path, exc)
+                resp = status_response(Unavailable(f"the object store is unavailable: {exc}"))
+            except Exception as exc:
+                log.exception("%s %s failed", request.method, request.url.path)
+                resp = status_response(ApiError(f"Internal error occurred: {type(exc).__name__}"))
+            on_response(request, resp)
+            return resp
+
+        return handler

@@ -6,6 +6,8 @@ import contextvars
 import logging
 
 msg_ids: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("edgebus_msg_ids", default=("-", "-"))
+#: the service a log line comes from, where several run in one process (all-in-one)
+service_name: contextvars.ContextVar[str | None] = contextvars.ContextVar("edgebus_service", default=None)
 
 
 class ContextFilter(logging.Filter):
@@ -17,7 +19,7 @@ class ContextFilter(logging.Filter):
         self.node = node or "-"
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
+        record.service = service_name.get() or self.service
         record.node = self.node
         record.msg_id, record.parent_id = msg_ids.get()
         return True

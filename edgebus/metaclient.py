@@ -71,6 +71,10 @@ class MetaClient:
         return dict(await self._call("stats", {}))
 
 
+#: change events a Mirror may hold unapplied; further behind it lists again instead
+MIRROR_BUFFER = 10_000
+
+
 class Mirror:
     """The objects of some kinds of a node's local store, kept equal to what metamanager
     holds: one listing per kind, then the change events metamanager publishes after each
@@ -89,7 +93,7 @@ class Mirror:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.kinds}
         self.revisions: dict[str, int] = dict.fromkeys(self.kinds, 0)
         self.loaded = False
-        self._events: asyncio.Queue[tuple[str, int, dict[str, Any]]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[str, int, dict[str, Any]]] = asyncio.Queue(MIRROR_BUFFER)
         self._wake = asyncio.Event()
         self._relist = True
 
@@ -108,7 +112,14 @@ class Mirror:
             log.warning("undecodable change event on %s: %s", m.subject, exc)
             return
         if env.route.resource in self.objects and isinstance(env.content, dict):
-            self._events.put_nowait((env.route.resource, int(env.seq or 0), env.content))
+            try:
+                self._events.put_nowait((env.route.resource, int(env.seq or 0), env.content))
+            except asyncio.QueueFull:
+                # too far behind: forget the queued events and list again (level-triggered)
+                while not self._events.empty():
+                    self._events.get_nowait()
+                self._relist = True
+                log.warning("%s: %d change events behind; listing again", "/".join(self.kinds), MIRROR_BUFFER)
             self._wake.set()
 
     async def _list(self) -> None:

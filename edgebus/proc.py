@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 
 def parent_death_signal() -> None:
@@ -27,3 +30,24 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) ->
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def kill_matching(match: Callable[[list[bytes]], bool]) -> int:
+    """SIGKILL every process whose command line (argv, as bytes) ``match`` accepts, for
+    processes that outlive what started them by design (containerd shims, Wasm workers),
+    once nothing else would stop them. Returns how many were killed."""
+    killed = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if match(argv):
+            try:
+                os.kill(int(d.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed

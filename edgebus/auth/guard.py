@@ -27,6 +27,7 @@ The app finds the user in ``scope["edgebus.user"]`` and the attributes in
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,8 @@ UNAUTHENTICATED_PREFIXES: tuple[str, ...] = ("/edgebus/v1/",)
 #: ``--authorization-always-allow-paths``), so probes work before the RBAC objects are loaded.
 ALWAYS_ALLOW_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "log"})
+#: opened by an upgraded GET (websocket) or POST (SPDY): both need "create"
+UPGRADE_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 WS_TOKEN_PREFIX = "base64url.bearer.authorization.k8s.io."
 
 DECISIONS = Counter("edgebus_api_auth_total", "Requests by authentication and authorization outcome", ["server", "outcome"])
@@ -127,6 +130,13 @@ class Guard:
                 raise Forbidden("impersonation (--as, Impersonate-* headers) is not supported by this server: the request was not run")
             if (self.authenticate is not None or scope.get(USER_KEY) is not None) and path not in ALWAYS_ALLOW_PATHS:
                 d = await self.authorize(user, attrs)
+                if d.allowed and attrs.verb == "get" and attrs.subresource in UPGRADE_SUBRESOURCES:
+                    # a websocket upgrade is a GET; Kubernetes (1.31+) also requires "create"
+                    # on pods/exec, pods/attach, pods/portforward, as for SPDY's POST
+                    attrs_create = dataclasses.replace(attrs, verb="create")
+                    d = await self.authorize(user, attrs_create)
+                    if not d.allowed:
+                        attrs = attrs_create
                 if not d.allowed:
                     DECISIONS.labels(self.server, "forbidden").inc()
                     log.info("forbidden: %s %s %s (%s)", user.name, attrs.verb, path, d.reason or "no rule")

@@ -1,17 +1,20 @@
 """The bus layer: the only code in edgebus that imports nats-py."""
 
 from edgebus.bus.connection import Bus, BusAuth, BusMsg, PubAck, error_reply
-from edgebus.bus.consumer import Backoff, CaughtUp, pull_loop, read_stream
+from edgebus.backoff import Backoff
+from edgebus.bus.consumer import CaughtUp, pull_loop, read_stream
 from edgebus.bus.errors import (
     BusError,
     NoResponders,
     NotConnected,
+    Rejected,
     RemoteError,
     RequestTimeout,
     StreamNotFound,
     WrongRevision,
 )
-from edgebus.bus.handlers import Ack, Delivery, Message, Recorder, RouteSpec, Router, serve
+from edgebus.bus.deadletter import CLOUD_LIMITS, EDGE_LIMITS, DlqLimits, Recorder
+from edgebus.bus.handlers import Ack, Delivery, Message, RouteSpec, Router, serve
 from edgebus.bus.kv import KV, KeyExists, KVEntry
 from edgebus.bus.objects import ObjectBucket, ObjectInfo, ObjectNotFound, ObjectTooLarge
 from edgebus.bus.streams import (
@@ -35,6 +38,9 @@ from edgebus.bus.streams import (
 
 __all__ = [
     "Ack",
+    "CLOUD_LIMITS",
+    "DlqLimits",
+    "EDGE_LIMITS",
     "Backoff",
     "Bus",
     "BusAuth",
@@ -55,6 +61,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectTooLarge",
     "PubAck",
+    "Rejected",
     "Recorder",
     "RemoteError",
     "RequestTimeout",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.nuid import NUID
 
-from edgebus import names
-from edgebus.bus.errors import BusError, NoResponders, NotConnected, RemoteError, RequestTimeout, WrongRevision
+from edgebus import clock, names
+from edgebus.backoff import Backoff
+from edgebus.bus.errors import BusError, NoResponders, NotConnected, Rejected, RemoteError, RequestTimeout, WrongRevision
 from edgebus.envelope import OP_ERROR, Envelope
 
 log = logging.getLogger("edgebus.bus")
@@ -60,10 +63,12 @@ class BusMsg:
     num_delivered: int = 0
     timestamp: datetime | None = None
     raw: Msg | None = None
+    #: publishes a reply (set by the :class:`Bus` that received the message)
+    responder: Callable[[str, bytes, dict[str, str] | None], Awaitable[None]] | None = None
 
     @classmethod
-    def from_nats(cls, msg: Msg, *, jetstream: bool = False) -> BusMsg:
-        out = cls(subject=msg.subject, data=msg.data or b"", headers=dict(msg.headers or {}), reply=msg.reply or "", raw=msg)
+    def from_nats(cls, msg: Msg, *, jetstream: bool = False, responder: Callable[[str, bytes, dict[str, str] | None], Awaitable[None]] | None = None) -> BusMsg:
+        out = cls(subject=msg.subject, data=msg.data or b"", headers=dict(msg.headers or {}), reply=msg.reply or "", raw=msg, responder=responder)
         if jetstream:
             try:
                 md = msg.metadata
@@ -96,9 +101,10 @@ class BusMsg:
             await self.raw.in_progress()
 
     async def respond(self, data: bytes, headers: dict[str, str] | None = None) -> None:
-        if self.raw is None or not self.reply:
+        """Reply to the sender (nats-py's ``Msg.respond`` would echo the request's headers)."""
+        if self.responder is None or not self.reply:
             return
-        await self.raw._client.publish(self.reply, data, headers=headers)
+        await self.responder(self.reply, data, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +182,12 @@ class Bus:
         password: str | None = None,
         auth: BusAuth | None = None,
         node: str | None = None,
+        replicas: int = 1,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
+        #: JetStream replicas of the streams and buckets this connection creates in its own
+        #: domain (3 on a NATS cluster; a request for more is kept)
+        self.replicas = max(1, replicas)
         self.name = name
         self.domain = domain
         self.ping_interval = ping_interval
@@ -198,6 +208,12 @@ class Bus:
         self._connected = asyncio.Event()
         self._closing = False
         self._auth_error_at = -1e9
+
+    def replicas_for(self, requested: int, domain: str | None = None) -> int:
+        """The replicas of a stream or bucket made in ``domain`` (None: this connection's
+        own): at least this connection's ``replicas`` there, as asked elsewhere."""
+        home = names.node_domain(self.node) if self.node else names.CLOUD_DOMAIN
+        return max(requested, self.replicas) if domain in (None, self.domain, home) else requested
 
     # -- connection -------------------------------------------------------------------
     @property
@@ -232,7 +248,7 @@ class Bus:
         """Connect, retrying forever (or for ``retry_for`` seconds) until the server answers."""
         loop = asyncio.get_running_loop()
         deadline = None if retry_for is None else loop.time() + retry_for
-        delay = 0.1
+        backoff = Backoff(0.1, 2.0)
         while True:
             # nats-py retries a first connection forever by itself (reconnects are unlimited):
             # bound it by what is left of ``retry_for``
@@ -244,8 +260,7 @@ class Bus:
                 if deadline is not None and loop.time() >= deadline:
                     raise NotConnected(f"cannot connect to {self.servers}: {exc!r}") from exc
                 log.info("waiting for NATS at %s (%s)", self.servers, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(backoff.next())
         self._epoch += 1
         self._connected.set()
         log.info("connected to NATS %s as %s", self._nc.connected_url.netloc if self._nc.connected_url else "?", self.name)
@@ -334,12 +349,22 @@ class Bus:
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
 
+    async def _respond(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        try:
+            await self.nc.publish(subject, data, headers=headers)
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+
     def new_inbox(self) -> str:
         """A unique subject to receive replies or a stream of messages on."""
         return str(self.nc.new_inbox())
 
     async def flush(self, timeout: float = 2.0) -> None:
-        await self.nc.flush(timeout=timeout)
+        """A round trip to the server. nats-py waits for the PONG with ``asyncio.wait_for``,
+        which on Python 3.11 returns instead of raising when the task is cancelled as the
+        PONG arrives; that cancellation is raised here, so a probing loop still stops."""
+        await self.nc.flush(timeout=timeout)  # type: ignore[arg-type]  # nats-py says int, takes seconds as a float
+        clock.raise_lost_cancel()
 
     def reply_subject(self, node: str) -> str:
         """A fresh subject where one node may answer this connection (a node can only publish
@@ -378,6 +403,7 @@ class Bus:
             raise RequestTimeout(f"request on {subject} timed out") from None
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
+        clock.raise_lost_cancel()
         return BusMsg.from_nats(msg)
 
     async def _request_on(self, subject: str, data: bytes | Envelope, headers: dict[str, str] | None, timeout: float, reply: str) -> BusMsg:
@@ -396,6 +422,7 @@ class Bus:
             raise RequestTimeout(f"request on {subject} timed out") from None
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
+        clock.raise_lost_cancel()
         if msg.headers and msg.headers.get("Status") == "503" and not msg.data:
             raise NoResponders(f"no responders on {subject}")
         return BusMsg.from_nats(msg)
@@ -415,7 +442,7 @@ class Bus:
         """Core subscription; returns an async ``unsubscribe``."""
 
         async def _cb(msg: Msg) -> None:
-            await cb(BusMsg.from_nats(msg))
+            await cb(BusMsg.from_nats(msg, responder=self._respond))
 
         sub = await self.nc.subscribe(subject, queue=queue or "", cb=_cb)
 
@@ -457,7 +484,49 @@ class Bus:
             raise RequestTimeout(f"publish to {subject} timed out") from None
         except nats.errors.ConnectionClosedError as exc:
             raise NotConnected(str(exc)) from exc
+        clock.raise_lost_cancel()
         return PubAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate), domain=ack.domain)
+
+
+    async def js_publish_batch(
+        self, messages: list[tuple[str, bytes | Envelope, dict[str, str] | None]], *, timeout: float | None = None
+    ) -> PubAck:
+        """Store ``(subject, data, headers)`` messages in one stream atomically (NATS 2.12
+        atomic batch publish; the stream needs ``allow_atomic``): all of them or none. The
+        ack names the stream and the sequence of the last message. A consistency header on
+        any message (``Nats-Expected-Last-Subject-Sequence``) that fails refuses the batch
+        with :class:`WrongRevision`; other refusals raise :class:`Rejected`."""
+        if not messages:
+            raise ValueError("an empty batch")
+        batch = secrets.token_hex(16)
+        try:
+            for i, (subject, data, headers) in enumerate(messages, 1):
+                payload, hdrs = _payload(data, headers)
+                hdrs = dict(hdrs or {})
+                hdrs[names.HDR_BATCH_ID] = batch
+                hdrs[names.HDR_BATCH_SEQ] = str(i)
+                if i < len(messages):
+                    await self.nc.publish(subject, payload, headers=hdrs)
+                    continue
+                hdrs[names.HDR_BATCH_COMMIT] = "1"
+                reply = await self.nc.request(subject, payload, headers=hdrs, timeout=timeout or self.request_timeout)
+        except nats.errors.NoRespondersError:
+            raise NoResponders(f"no stream captures {messages[-1][0]}") from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"batch publish to {messages[-1][0]} timed out") from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnected(str(exc)) from exc
+        try:
+            ack = json.loads(reply.data)
+        except ValueError:
+            raise BusError(f"batch publish: unreadable answer {reply.data[:100]!r}") from None
+        err = ack.get("error")
+        if err:
+            code, desc = int(err.get("err_code") or 0), str(err.get("description") or "")
+            if code == 10071:
+                raise WrongRevision(desc or "wrong last sequence", current=_current_seq(desc))
+            raise Rejected(f"batch publish to {messages[-1][0]} refused: {desc} ({code})", code=code)
+        return PubAck(stream=str(ack.get("stream", "")), seq=int(ack.get("seq", 0)), duplicate=bool(ack.get("duplicate")), domain=ack.get("domain"))
 
 
 def _payload(data: bytes | Envelope, headers: dict[str, str] | None) -> tuple[bytes, dict[str, str] | None]:

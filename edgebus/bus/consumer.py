@@ -9,35 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nats.errors
 import nats.js.errors
 from nats.js import api
 
+from edgebus import clock
+from edgebus.backoff import Backoff
 from edgebus.bus.connection import Bus, BusMsg
 from edgebus.bus.streams import DurableSpec, ensure_consumer
 
 log = logging.getLogger("edgebus.bus")
-
-
-class Backoff:
-    """Exponential back-off with a cap; ``reset()`` after a success."""
-
-    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
-        self.first = first
-        self.cap = cap
-        self._next = first
-
-    def next(self) -> float:
-        d = self._next
-        self._next = min(self._next * 2, self.cap)
-        return d
-
-    def reset(self) -> None:
-        self._next = self.first
+#: seconds between an idle reader's checks that its (ephemeral, single-replica) consumer
+#: still exists (see :func:`read_stream`)
+CONSUMER_CHECK = 3.0
 
 
 BatchCallback = Callable[[list[BusMsg]], Awaitable[None]]
@@ -49,6 +38,9 @@ async def _wait_or_stop(aw: Awaitable[object], stop: asyncio.Event) -> tuple[boo
     stopper = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()  # cancelled while waiting: the awaited work goes too
+        raise
     finally:
         stopper.cancel()
     if task in done:
@@ -78,6 +70,7 @@ async def fetch_ready(sub: Any, batch: int, timeout: float, *, pending: int = 0)
         except (nats.errors.TimeoutError, TimeoutError):
             pass
     msgs = list(await sub.fetch(1, timeout=timeout))
+    clock.raise_lost_cancel()  # (nats-py's fetch waits with wait_for)
     behind = pending_after(msgs)
     if batch > 1 and behind:
         try:
@@ -128,9 +121,9 @@ async def pull_loop(
                 ok, res = await _wait_or_stop(fetch_ready(sub, spec.batch, expires, pending=pending), stop)
                 if not ok:
                     break
-                msgs = res  # type: ignore[assignment]
-                pending = pending_after(msgs)  # type: ignore[arg-type]
-                await on_batch([BusMsg.from_nats(m, jetstream=True) for m in msgs])  # type: ignore[union-attr]
+                msgs = cast(list[Any], res)
+                pending = pending_after(msgs)
+                await on_batch([BusMsg.from_nats(m, jetstream=True) for m in msgs])
                 backoff.reset()
             except (nats.errors.TimeoutError, TimeoutError):
                 pending = 0
@@ -179,7 +172,7 @@ async def read_stream(
     poll: float = 0.5,
     stop_when_caught_up: bool = False,
     headers_only: bool = False,
-) -> AsyncIterator[BusMsg | CaughtUp]:
+) -> AsyncGenerator[BusMsg | CaughtUp, None]:
     """Read a stream in order, forever (or until caught up), surviving server restarts.
 
     Start at ``start_seq`` (inclusive), or with the last message of every subject
@@ -191,12 +184,14 @@ async def read_stream(
     consumer: str | None = None
     last_seq = 0
     caught_up = False
+    checked = 0.0
     backoff = Backoff()
     sub = None
     sub_epoch = -1
     pending = 0
     try:
         while True:
+            clock.raise_lost_cancel()  # a consumer lookup's or fetch's reply that raced a cancel
             try:
                 if sub is None or sub_epoch != bus.epoch:
                     if sub is not None:
@@ -225,7 +220,7 @@ async def read_stream(
                         cfg.deliver_policy = api.DeliverPolicy.LAST_PER_SUBJECT
                     else:
                         cfg.deliver_policy = api.DeliverPolicy.ALL
-                    name = bus.nc._nuid.next().decode()
+                    name = secrets.token_hex(11)  # an ephemeral consumer's name, unique
                     cfg.name = name
                     info = await js.add_consumer(stream, cfg)
                     sub = await js.pull_subscribe_bind(consumer=name, stream=stream)
@@ -241,13 +236,22 @@ async def read_stream(
                     pending = pending_after(msgs)
                 except (nats.errors.TimeoutError, TimeoutError):
                     pending = 0
+                    now = asyncio.get_running_loop().time()
                     if not caught_up:
                         info = await sub.consumer_info()
+                        checked = now
                         if (info.num_pending or 0) == 0:
                             caught_up = True
                             yield CaughtUp(last_seq)
                             if stop_when_caught_up:
                                 return
+                    elif now - checked >= CONSUMER_CHECK:
+                        # an idle reader asks now and then whether its consumer still exists:
+                        # on a cluster it lives on one server, and when that server dies the
+                        # connection (on another) stays up while the fetches just time out.
+                        # Gone: the error below re-creates it after the last message yielded.
+                        checked = now
+                        await sub.consumer_info()
                     continue
                 for m in msgs:
                     bm = BusMsg.from_nats(m, jetstream=True)

@@ -49,3 +49,12 @@ class RemoteError(BusError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class Rejected(BusError):
+    """JetStream refused a publish (a stream setting, a duplicate in a batch, ...); ``code``
+    is the server's error code (e.g. 10174: atomic publishes disabled on the stream)."""
+
+    def __init__(self, message: str, *, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code

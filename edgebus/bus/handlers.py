@@ -13,9 +13,12 @@ Ack policies for ``DURABLE``:
 
 * ``AFTER_HANDLER``  - ack once the handler returned (at-least-once; handlers are
   idempotent). :class:`RetryLater` or a crash redelivers; :class:`InvalidMessage` (or
-  ``message.reject()``) terminates and dead-letters the message; a message whose handler
-  crashed ``max_attempts`` times is dead-lettered too, so a poison message never blocks a
-  stream. :class:`RetryLater` (a dependency down, a full disk) is retried without limit.
+  ``message.reject()``) dead-letters the message and then terminates it (only once the
+  dead-letter copy is stored); a message whose handler failed ``max_attempts`` times is
+  dead-lettered too, so a poison message never blocks a stream. Only real failures count:
+  :class:`RetryLater` (a dependency down, a full disk) and redeliveries after an expired
+  ack wait are retried without limit. Every message is settled on its own: when a batch
+  handler fails, each message of the batch is run again alone.
 * ``BEFORE_HANDLER`` - ack first (at-most-once), for telemetry that may be lost.
 """
 
@@ -25,6 +28,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -34,7 +38,9 @@ from prometheus_client import Counter, Histogram
 from edgebus import names
 from edgebus.bus.connection import Bus, BusMsg, error_reply
 from edgebus.bus.consumer import pull_loop
+from edgebus.bus.deadletter import Recorder
 from edgebus.bus.streams import DurableSpec
+from edgebus.backoff import delay_for
 from edgebus.envelope import Envelope
 from edgebus.errors import ApiError, InvalidMessage, RetryLater
 from edgebus.logctx import msg_ids
@@ -52,7 +58,6 @@ HANDLER_SECONDS = Histogram(
     ["service", "route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-REJECTED = Counter("edgebus_messages_rejected_total", "Invalid messages recorded and skipped", ["service", "route"])
 
 
 class Delivery(enum.Enum):
@@ -156,35 +161,6 @@ class Router(Generic[C]):
         return deco
 
 
-class Recorder:
-    """Records rejected messages: a log line, a metric and a copy on the dead-letter subject."""
-
-    def __init__(self, bus: Bus, service: str) -> None:
-        self.bus = bus
-        self.service = service
-        self.recent: list[dict[str, Any]] = []
-
-    async def record(self, route: str, msg: BusMsg, reason: str) -> None:
-        REJECTED.labels(self.service, route).inc()
-        MESSAGES.labels(self.service, route, "rejected").inc()
-        log.warning(
-            "rejected message on %s (route %s, id %s): %s",
-            msg.subject,
-            route,
-            msg.headers.get(names.HDR_MSG_ID, "-"),
-            reason,
-        )
-        self.recent.append({"subject": msg.subject, "route": route, "reason": reason, "at": time.time()})
-        del self.recent[:-100]
-        hdrs = {k: v for k, v in msg.headers.items() if not k.startswith("Nats-")}
-        hdrs[names.HDR_ERROR] = reason[:500]
-        hdrs["Edgebus-Subject"] = msg.subject
-        try:
-            await self.bus.publish(names.dlq_subject(self.service), msg.data, headers=hdrs)
-        except Exception as exc:  # recording must never break the loop
-            log.debug("dead-letter publish failed: %s", exc)
-
-
 async def serve(
     bus: Bus,
     route: RouteSpec[C],
@@ -208,6 +184,7 @@ async def serve(
         try:
             env = Envelope.decode(msg.data)
         except InvalidMessage as exc:
+            MESSAGES.labels(service, route.name, "rejected").inc()
             await recorder.record(route.name, msg, str(exc))
             if route.reply:
                 await msg.respond(error_reply(None, source=service, message=str(exc), code=400, reason="BadRequest").encode())
@@ -224,6 +201,7 @@ async def serve(
             if route.reply:
                 await msg.respond(error_reply(env, source=service, message=exc.message, code=exc.code, reason=exc.reason).encode())
         except InvalidMessage as exc:
+            MESSAGES.labels(service, route.name, "rejected").inc()
             await recorder.record(route.name, msg, str(exc))
             if route.reply:
                 await msg.respond(error_reply(env, source=service, message=str(exc), code=400, reason="BadRequest").encode())
@@ -246,8 +224,32 @@ async def serve(
         await unsubscribe()
 
 
+class Failures:
+    """How often a handler really failed on each message (by stream sequence).
+
+    Redeliveries caused by :class:`RetryLater` or by an expired ack wait (a consumer that
+    was gone, an outage) are not failures, so ``num_delivered`` is not used. The counts live
+    in the process (bounded to the most recent ``limit`` messages): after a restart, or on
+    another replica, a message gets ``max_attempts`` fresh tries."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._counts: OrderedDict[int, int] = OrderedDict()
+
+    def add(self, seq: int) -> int:
+        n = self._counts.pop(seq, 0) + 1
+        self._counts[seq] = n
+        while len(self._counts) > self.limit:
+            self._counts.popitem(last=False)
+        return n
+
+    def clear(self, seq: int) -> None:
+        self._counts.pop(seq, None)
+
+
 def _batch_runner(bus: Bus, route: RouteSpec[C], ctx: C, recorder: Recorder) -> Callable[[list[BusMsg]], Awaitable[None]]:
     service = recorder.service
+    failures = Failures()
 
     async def run(msgs: list[BusMsg]) -> None:
         good: list[Message] = []
@@ -255,8 +257,7 @@ def _batch_runner(bus: Bus, route: RouteSpec[C], ctx: C, recorder: Recorder) -> 
             try:
                 good.append(Message(Envelope.decode(m.data), m))
             except InvalidMessage as exc:
-                await recorder.record(route.name, m, str(exc))
-                await m.term()
+                await _dead_letter(route, m, recorder, str(exc), acked=False)
         if not good:
             return
         t0 = time.perf_counter()
@@ -264,61 +265,96 @@ def _batch_runner(bus: Bus, route: RouteSpec[C], ctx: C, recorder: Recorder) -> 
             for g in good:
                 await g.raw.ack()
         if route.batch:
-            await _run_batch(route, ctx, good, recorder)
+            await _run_batch(route, ctx, good, recorder, failures)
         else:
             for g in good:
-                await _run_one(route, ctx, g, recorder)
+                await _run_one(route, ctx, g, recorder, failures)
         HANDLER_SECONDS.labels(service, route.name).observe(time.perf_counter() - t0)
 
     return run
 
 
-async def _settle(route: RouteSpec[Any], m: Message, recorder: Recorder, exc: BaseException | None) -> None:
+async def _dead_letter(route: RouteSpec[Any], m: BusMsg, recorder: Recorder, reason: str, *, acked: bool) -> None:
+    """Store the dead-letter copy, then terminate the original - never before: when the
+    copy cannot be stored, the original is kept (redelivered later, rejected again)."""
+    MESSAGES.labels(recorder.service, route.name, "rejected").inc()
+    stored = await recorder.record(route.name, m, reason)
+    if acked:
+        return
+    if stored:
+        await m.term()
+    else:
+        await m.nak(delay=5.0)
+
+
+async def _settle(route: RouteSpec[Any], m: Message, recorder: Recorder, failures: Failures, exc: BaseException | None) -> None:
     service = recorder.service
     acked_before = route.ack is Ack.BEFORE_HANDLER
     if exc is None and m.rejected is None:
         MESSAGES.labels(service, route.name, "ok").inc()
+        failures.clear(m.seq)
         if not acked_before:
             await m.raw.ack()
         return
     if m.rejected is not None or isinstance(exc, InvalidMessage):
-        await recorder.record(route.name, m.raw, m.rejected or str(exc))
-        if not acked_before:
-            await m.raw.term()
+        failures.clear(m.seq)
+        await _dead_letter(route, m.raw, recorder, m.rejected or str(exc), acked=acked_before)
         return
-    if not isinstance(exc, RetryLater) and m.raw.num_delivered >= route.max_attempts:
-        await recorder.record(route.name, m.raw, f"gave up after {m.raw.num_delivered} attempts: {exc}")
+    if isinstance(exc, RetryLater):
+        MESSAGES.labels(service, route.name, "retried").inc()
         if not acked_before:
-            await m.raw.term()
+            await m.raw.nak(delay=exc.delay)
+        return
+    n = failures.add(m.seq)
+    if n >= route.max_attempts:
+        failures.clear(m.seq)
+        await _dead_letter(route, m.raw, recorder, f"gave up after {n} failed attempts: {exc!r}", acked=acked_before)
         return
     MESSAGES.labels(service, route.name, "retried").inc()
-    delay = exc.delay if isinstance(exc, RetryLater) else 1.0
-    if not isinstance(exc, RetryLater):
-        log.error("handler %s failed on %s (attempt %d): %r", route.name, m.subject, m.raw.num_delivered, exc)
+    log.error("handler %s failed on %s (failure %d of %d): %r", route.name, m.subject, n, route.max_attempts, exc)
     if not acked_before:
-        await m.raw.nak(delay=delay)
+        await m.raw.nak(delay=delay_for(n, 0.5, 30.0))
 
 
-async def _run_one(route: RouteSpec[Any], ctx: Any, m: Message, recorder: Recorder) -> None:
+async def _run_one(route: RouteSpec[Any], ctx: Any, m: Message, recorder: Recorder, failures: Failures) -> None:
     msg_ids.set((m.env.id, m.env.parent_id or "-"))
     try:
         await route.fn(m, ctx)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        await _settle(route, m, recorder, exc)
+        await _settle(route, m, recorder, failures, exc)
         return
-    await _settle(route, m, recorder, None)
+    await _settle(route, m, recorder, failures, None)
 
 
-async def _run_batch(route: RouteSpec[Any], ctx: Any, good: list[Message], recorder: Recorder) -> None:
+async def _run_batch(route: RouteSpec[Any], ctx: Any, good: list[Message], recorder: Recorder, failures: Failures) -> None:
+    """Run a batch handler; when it fails (not :class:`RetryLater`), run it again on each
+    message alone, so only the message that fails is retried or dead-lettered - one bad
+    message never takes the rest of its batch with it."""
     try:
         await route.fn(good, ctx)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except RetryLater as exc:
         for g in good:
-            await _settle(route, g, recorder, exc)
+            await _settle(route, g, recorder, failures, exc)
+        return
+    except Exception as exc:
+        if len(good) == 1:
+            await _settle(route, good[0], recorder, failures, exc)
+            return
+        log.warning("batch handler %s failed on a batch of %d (%r); running each message alone", route.name, len(good), exc)
+        for g in good:
+            g.rejected = None
+            try:
+                await route.fn([g], ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception as one:
+                await _settle(route, g, recorder, failures, one)
+            else:
+                await _settle(route, g, recorder, failures, None)
         return
     for g in good:
-        await _settle(route, g, recorder, None)
+        await _settle(route, g, recorder, failures, None)

@@ -8,8 +8,9 @@ cannot).
 
 from __future__ import annotations
 
+import builtins
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -54,23 +55,56 @@ class KV:
         self.stream = names.kv_stream(bucket)
         self._prefix = names.kv_subject_prefix(bucket)
 
-    async def ensure(self, *, history: int = 1, replicas: int = 1, memory: bool = False, ttl: float | None = None) -> None:
-        """Create the bucket if missing (``ttl``: entries not rewritten within it expire)."""
+    async def ensure(
+        self,
+        *,
+        history: int = 1,
+        replicas: int = 1,
+        memory: bool = False,
+        ttl: float | None = None,
+        marker_ttl: float | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        """Create the bucket if missing (``ttl``: entries not rewritten within it expire).
+
+        ``marker_ttl``: entries may carry their own TTL (a ``Nats-TTL`` header, JetStream
+        per-message TTL); when one expires the server leaves a delete marker (header
+        ``Nats-Marker-Reason``) that watchers see as a delete and that itself expires after
+        ``marker_ttl`` seconds. An existing bucket is updated to do so. ``max_age``: also
+        bring an existing bucket's max age to this (an older one may have been made with
+        another); entries written with a ``Nats-TTL`` header expire after their own."""
         js = self.bus.js(self.domain)
         try:
             try:
-                await js.stream_info(self.stream)
-                return
+                info = await js.stream_info(self.stream)
             except nats.js.errors.NotFoundError:
-                pass
+                info = None
+            if info is not None:
+                cfg = info.config
+                changed = False
+                if marker_ttl and (not cfg.allow_msg_ttl or not cfg.subject_delete_marker_ttl):
+                    cfg.allow_msg_ttl = True
+                    cfg.subject_delete_marker_ttl = marker_ttl
+                    changed = True
+                    log.info("KV bucket %s: per-entry TTLs enabled", self.bucket)
+                if max_age is not None and abs((cfg.max_age or 0) - max_age) > 1e-3:
+                    cfg.max_age = max_age
+                    cfg.duplicate_window = min(cfg.duplicate_window or max_age, max_age)
+                    cfg.allow_msg_ttl = True
+                    changed = True
+                    log.info("KV bucket %s: max age now %gs", self.bucket, max_age)
+                if changed:
+                    await js.update_stream(cfg)
+                return
             await js.create_key_value(
                 api.KeyValueConfig(
                     bucket=self.bucket,
                     history=history,
                     direct=True,
                     ttl=ttl,
-                    replicas=replicas,
+                    replicas=self.bus.replicas_for(replicas, self.domain),
                     storage=api.StorageType.MEMORY if memory else api.StorageType.FILE,
+                    limit_marker_ttl=marker_ttl,
                 )
             )
             log.info("created KV bucket %s", self.bucket)
@@ -79,6 +113,8 @@ class KV:
 
     def _entry(self, msg: BusMsg) -> KVEntry:
         op = msg.headers.get(names.HDR_KV_OP, OP_PUT)
+        if names.HDR_MARKER_REASON in msg.headers:
+            op = OP_PURGE  # the server removed the entry (its TTL ran out) and left this marker
         return KVEntry(key=msg.subject[len(self._prefix) :], value=msg.data, revision=msg.seq, op=op, headers=msg.headers)
 
     async def entry(self, key: str) -> KVEntry | None:
@@ -157,11 +193,11 @@ class KV:
 
     async def watch(
         self,
-        key_filters: str | list[str] = ">",
+        key_filters: str | builtins.list[str] = ">",
         *,
         from_revision: int | None = None,
         last_per_subject: bool = False,
-    ) -> AsyncIterator[KVEntry | CaughtUp]:
+    ) -> AsyncGenerator[KVEntry | CaughtUp, None]:
         """Every change after ``from_revision`` (exclusive), or current values first
         (``last_per_subject``), then live changes, forever. Delete markers included."""
         filters = [key_filters] if isinstance(key_filters, str) else key_filters

@@ -44,7 +44,7 @@ class _Capped:
         self.written += len(b)
         if self.written > self.limit:
             raise ObjectTooLarge(f"more than {self.limit} bytes")
-        return self.f.write(b)  # type: ignore[attr-defined,no-any-return]
+        return self.f.write(b)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class ObjectBucket:
                 pass
             await js.create_object_store(
                 self.bucket,
-                config=api.ObjectStoreConfig(bucket=self.bucket, max_bytes=max_bytes, ttl=ttl or None, replicas=replicas, storage=api.StorageType.FILE),
+                config=api.ObjectStoreConfig(bucket=self.bucket, max_bytes=max_bytes, ttl=ttl or None, replicas=self.bus.replicas_for(replicas, self.domain), storage=api.StorageType.FILE),
             )
             log.info("created object bucket %s", self.bucket)
         except Exception as exc:
@@ -100,7 +100,7 @@ class ObjectBucket:
         store = await self._store()
         try:
             with open(path, "rb") as f:
-                info = await store.put(name, f)  # type: ignore[arg-type]
+                info = await store.put(name, f)
         except OSError:
             raise
         except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -42,6 +43,13 @@ class StreamSpec:
     sources: tuple[SourceSpec, ...] = ()
     replicas: int = 1
     discard_new: bool = False
+    max_msg_size: int = -1
+    #: per-message TTLs (``Nats-TTL``; NATS 2.11+); cannot be turned off again
+    allow_msg_ttl: bool = False
+    #: atomic batch publishes (NATS 2.12+)
+    allow_atomic: bool = False
+    #: ``Nats-Rollup`` headers (a message replaces the earlier ones of its subject)
+    allow_rollup: bool = False
 
     def to_config(self) -> api.StreamConfig:
         return api.StreamConfig(
@@ -58,6 +66,10 @@ class StreamSpec:
             discard=api.DiscardPolicy.NEW if self.discard_new else api.DiscardPolicy.OLD,
             sources=[_source(s) for s in self.sources] or None,
             allow_direct=True,
+            max_msg_size=self.max_msg_size,
+            allow_msg_ttl=self.allow_msg_ttl or None,
+            allow_atomic=self.allow_atomic or None,
+            allow_rollup_hdrs=self.allow_rollup or None,  # type: ignore[arg-type]  # None leaves it out of the request
         )
 
 
@@ -126,12 +138,24 @@ def _same(spec: StreamSpec, cfg: api.StreamConfig) -> bool:
         and srcs(want) == srcs(cfg)
         and (want.max_age or 0) == (cfg.max_age or 0)
         and (want.max_bytes or -1) == (cfg.max_bytes or -1)
+        and (want.max_msgs or -1) == (cfg.max_msgs or -1)
+        and (want.max_msg_size or -1) == (cfg.max_msg_size or -1)
+        and (want.duplicate_window or 0) == (cfg.duplicate_window or 0)
+        and bool(want.allow_msg_ttl) <= bool(cfg.allow_msg_ttl)  # cannot be turned off
+        and bool(want.allow_atomic) == bool(cfg.allow_atomic)
+        and bool(want.allow_rollup_hdrs) == bool(cfg.allow_rollup_hdrs)
+        and (want.num_replicas or 1) <= (cfg.num_replicas or 1)  # a cluster scales R1 up
     )
 
 
-async def ensure_stream(bus: Bus, spec: StreamSpec, *, domain: str | None = None) -> None:
-    """Create the stream, or update it if its configuration drifted."""
+async def ensure_stream(bus: Bus, spec: StreamSpec, *, domain: str | None = None, update: bool = True) -> None:
+    """Create the stream, or update it if its configuration drifted (``update=False``:
+    only create it; for services that use a stream another service owns, so two owners
+    never fight over its limits)."""
     js = bus.js(domain)
+    replicas = bus.replicas_for(spec.replicas, domain)
+    if replicas != spec.replicas:
+        spec = dataclasses.replace(spec, replicas=replicas)
     try:
         try:
             info = await js.stream_info(spec.name)
@@ -139,7 +163,7 @@ async def ensure_stream(bus: Bus, spec: StreamSpec, *, domain: str | None = None
             await js.add_stream(spec.to_config())
             log.info("created stream %s%s", spec.name, f" in domain {domain}" if domain else "")
             return
-        if not _same(spec, info.config):
+        if update and not _same(spec, info.config):
             await js.update_stream(spec.to_config())
             log.info("updated stream %s", spec.name)
     except Exception as exc:

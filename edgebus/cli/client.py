@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,14 @@ def nats_url(nats: str | None, data_dir: str | None = None) -> str:
 
 
 def _state_path(key: str, data_dir: str | None) -> str | None:
+    """A file ``lab.json`` names (a relative path is relative to its dir: the files a
+    compose lab writes for the host, see edgebus.deploy.boot)."""
     st = load_state(lab_dir(data_dir))
     v = (st or {}).get(key)
-    return str(v) if v else None
+    if not v:
+        return None
+    path = Path(str(v))
+    return str(path if path.is_absolute() else lab_dir(data_dir) / path)
 
 
 def ca_file(data_dir: str | None = None) -> str | None:
@@ -72,7 +78,7 @@ def cloud_bus(nats: str | None, data_dir: str | None, *, name: str = "edgebus-cl
     from edgebus.bus import Bus, BusAuth
 
     auth = BusAuth(creds_file=nats_creds(data_dir), ca_file=ca_file(data_dir), inbox_prefix=names.reply_prefix(node) if node else None)
-    return Bus(nats_url(nats, data_dir), name=name, request_timeout=request_timeout, auth=auth)
+    return Bus(nats_url(nats, data_dir).split(","), name=name, request_timeout=request_timeout, auth=auth)  # a cluster: every server
 
 
 def api_client(server: str | None, data_dir: str | None, timeout: float = 10.0) -> Api:
@@ -105,10 +111,17 @@ class Api:
             r = self.http.request(method, path, json=json_body, params=params)
         except httpx.ConnectError:
             raise ApiError(0, {"message": f"cannot reach the edgebus apiserver at {self.base} (is the lab up? `edgebus up`)"}) from None
+        except httpx.TimeoutException:
+            raise ApiError(0, {"message": f"the edgebus apiserver at {self.base} did not answer in time"}) from None
+        except httpx.HTTPError as exc:
+            raise ApiError(0, {"message": f"talking to the edgebus apiserver at {self.base} failed: {exc}"}) from None
         try:
             body = r.json()
         except ValueError:
             body = {"message": r.text}
         if r.status_code >= 400:
             raise ApiError(r.status_code, body)
+        for w in r.headers.get_list("warning"):  # as kubectl prints them: "Warning: <text>"
+            text = w.split('"', 1)[1].rsplit('"', 1)[0].replace('\\"', '"') if w.count('"') >= 2 else w
+            print(f"Warning: {text}", file=sys.stderr)
         return body

@@ -12,7 +12,8 @@ import typer
 from edgebus.cli.client import Api, ApiError, api_client
 from edgebus.cli.output import echo, fail
 from edgebus.cli.resources import api_path
-from edgebus.objects import DEVICES
+from edgebus.objects import DEVICEMODELS, DEVICES
+from edgebus.objects.devices import device_model_name, model_props
 
 app = typer.Typer(help="Devices: set desired values, simulate devices.", no_args_is_help=True)
 simulate_app = typer.Typer(help="Run a simulated device in the foreground (Ctrl-C stops it).", no_args_is_help=True)
@@ -47,6 +48,29 @@ def with_desired(device: dict[str, Any], values: dict[str, str]) -> dict[str, An
     return out
 
 
+def check_desired(api: Api, namespace: str, device: dict[str, Any], values: dict[str, str]) -> None:
+    """Refuse values the device's model refuses (the API accepts them, as KubeEdge does, with
+    a warning: a desired value the edge would never write)."""
+    model_name = device_model_name(device)
+    if not model_name:
+        return
+    try:
+        model = api.request("GET", api_path(DEVICEMODELS, namespace, model_name))
+    except ApiError:
+        return
+    props = model_props(model)
+    for name, value in values.items():
+        mp = props.get(name)
+        if mp is None:
+            fail(f"the model {model_name} has no property {name}")
+        if not mp.writable:
+            fail(f"property {name} is ReadOnly")
+        try:
+            mp.check(value)
+        except ValueError as exc:
+            fail(f"{name}={value}: {exc}")
+
+
 @app.command("set")
 def set_desired(
     ctx: typer.Context,
@@ -61,6 +85,7 @@ def set_desired(
     for _ in range(5):
         try:
             cur = api.request("GET", path)
+            check_desired(api, namespace, cur, values)
             api.request("PUT", path, json_body=with_desired(cur, values))
         except ApiError as exc:
             if exc.code == 409:

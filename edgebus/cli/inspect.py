@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgebus import names
+from edgebus import clock, names
 from edgebus.bus import Bus, BusError, BusMsg, CaughtUp, list_consumers, list_streams, read_stream, stream_state
 from edgebus.cli.client import ApiError, api_client, cloud_bus
 from edgebus.cli.output import echo, fail, table
@@ -222,7 +222,7 @@ def node(ctx: typer.Context, name: str, output: Annotated[str | None, typer.Opti
             ["down: stored on node", str(hub["downstream"]["messages"])],
             ["down: source lag", str(src.get("lag", "-")) + (f" (error: {src['error']})" if src.get("error") else "")],
             ["down: not yet applied", str(sum(st["downPending"].values()))],
-            ["source re-adds", str(hub.get("sourceKicks", 0))],
+            ["downstream consumer creates", str(hub.get("downstream", {}).get("consumerCreates", 0))],
         ]
         if "error" not in mm:
             rows += [
@@ -280,9 +280,7 @@ def tail(
 
         unsub = await bus.subscribe(subject, on)
         try:
-            await asyncio.wait_for(done.wait(), seconds or None)
-        except TimeoutError:
-            pass
+            await clock.wait_set(done, seconds or None)
         finally:
             await unsub()
 

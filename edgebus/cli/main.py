@@ -19,6 +19,7 @@ import typer
 import edgebus
 from edgebus.cli import devices as device_cmds
 from edgebus.cli import identity as identity_cmds
+from edgebus.cli import install as install_cmds
 from edgebus.cli import inspect as inspect_cmds
 from edgebus.cli import pods as pods_cmds
 from edgebus.cli import resources
@@ -34,6 +35,8 @@ app.add_typer(device_cmds.app, name="device")
 app.add_typer(identity_cmds.token_app, name="token")
 node_app.command("join")(identity_cmds.node_join)
 node_app.command("revoke")(identity_cmds.node_revoke)
+node_app.command("install")(install_cmds.node_install)
+app.add_typer(install_cmds.cloud_app, name="cloud")
 pods_cmds.register(app)  # logs, exec, image load
 
 
@@ -73,6 +76,9 @@ def _pid_alive(pid: int | None) -> bool:
 def _print_endpoints(st: dict[str, Any]) -> None:
     echo("edgebus lab is up")
     echo(f"  apiserver     {st['apiserver']}")
+    if st.get("console"):
+        token = f"  (sign in with the token in {st['api_token_file']})" if st.get("api_token_file") else ""
+        echo(f"  console       {st['console']}{token}")
     echo(f"  cloud NATS    {st['cloud_nats']}   (JetStream domain: cloud)")
     for n, info in st["nodes"].items():
         echo(f"  {n:<13} NATS {info['nats']}  MQTT {info['mqtt']}  (domain: {info['domain']})")
@@ -94,8 +100,11 @@ def up(
     heartbeat: Annotated[float, typer.Option(help="seconds between node heartbeats")] = 10.0,
     fresh: Annotated[bool, typer.Option(help="wipe the lab's data dir first")] = False,
     log_level: Annotated[str, typer.Option(help="services' log level")] = "INFO",
+    all_in_one: Annotated[bool, typer.Option("--all-in-one", help="run every edge service of a node in one process")] = False,
+    cloud_servers: Annotated[int, typer.Option("--cloud-servers", min=1, max=5, help="nats-servers of the cloud (3: a cluster, JetStream R3)")] = 1,
 ) -> None:
-    """Start the lab: a cloud and N edge nodes, every module its own process."""
+    """Start the lab: a cloud and N edge nodes, every module its own process (or, with
+    --all-in-one, every edge service of a node in one)."""
     opts: Opts = ctx.obj
     data = lab_dir(opts.data_dir)
     st = load_state(data)
@@ -111,9 +120,13 @@ def up(
         grace=grace,
         heartbeat=heartbeat,
         log_level=log_level,
+        all_in_one=all_in_one,
+        cloud_servers=cloud_servers,
     )
     if detach:
         argv = [sys.executable, "-m", "edgebus.cli.main", "--data-dir", str(data), "up", "--nodes", str(nodes), "--base-port", str(base_port), "--grace", str(grace), "--heartbeat", str(heartbeat), "--log-level", log_level]
+        argv += ["--all-in-one"] if all_in_one else []
+        argv += ["--cloud-servers", str(cloud_servers)]
         with open(data / "supervisor.log", "ab") as logf:
             proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -193,6 +206,8 @@ def node_start(
     host: Annotated[str, typer.Option(help="address the node's servers listen on")] = "127.0.0.1",
     containerd: Annotated[bool | None, typer.Option("--containerd/--no-containerd", help="run pods (default: when root and containerd is installed)")] = None,
     port_base: Annotated[int | None, typer.Option(help="ports from here instead of the usual ones (NATS 4222, MQTT 1883, metaserver 10550, ...)")] = None,
+    all_in_one: Annotated[bool, typer.Option("--all-in-one", help="every edge service in one process beside the node's nats-server (small devices)")] = False,
+    heartbeat: Annotated[float, typer.Option(help="seconds between heartbeats to the cloud")] = 10.0,
 ) -> None:
     """Start an edge node: one of the lab's again, or this host's joined node (in the foreground)."""
     if node is not None:
@@ -205,10 +220,18 @@ def node_start(
     from edgebus.lab.node import NodePlan
 
     try:
-        plan = NodePlan(data_dir=node_dir, node_dir=node_dir, host=host, containerd=containerd, port_base=port_base)
+        plan = NodePlan(data_dir=node_dir, node_dir=node_dir, host=host, containerd=containerd, port_base=port_base, all_in_one=all_in_one, heartbeat=heartbeat)
     except NotJoined as exc:
         fail(str(exc))
+    if all_in_one:
+        from edgebus.lab.node import exec_all_in_one
+
+        name = plan.nodes[0]
+        echo(f"node {name}: all in one process; NATS nats://{host}:{plan.node_nats_port(name)}, MQTT {host}:{plan.node_mqtt_port(name)}, metaserver {host}:{plan.metaserver_port(name)}")
+        echo(f"logs in {plan._dir('logs', name)}; Ctrl-C stops it")
+        exec_all_in_one(plan)  # does not return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s node: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every readiness probe
     lab = Lab(plan)
     name = plan.nodes[0]
 
@@ -339,12 +362,23 @@ def top(
 
 @app.command("deploy")
 def deploy(
-    what: Annotated[str, typer.Argument(help="compose (docker-compose.yml) or k8s (k8s/)")],
-    out: Annotated[Path, typer.Option("--out", help="the repository root to write into")] = Path("."),
+    what: Annotated[str, typer.Argument(help="compose (docker-compose.yml), k8s (k8s/) or k8s-secrets (the Secrets k8s/ names)")],
+    out: Annotated[Path, typer.Option("--out", help="the repository root to write into (k8s-secrets: the file, default k8s-secrets.yaml)")] = Path("."),
     check: Annotated[bool, typer.Option("--check", help="only report files that differ from the plan")] = False,
+    pki_dir: Annotated[Path, typer.Option("--dir", help="k8s-secrets: where the cloud's PKI is kept (made there once)")] = Path(".edgebus-k8s"),
+    token_ttl: Annotated[str, typer.Option("--token-ttl", help="k8s-secrets: lifetime of the edge pods' bootstrap token (0: none)")] = "24h",
 ) -> None:
-    """Render docker-compose.yml or the Kubernetes manifests from the plan `edgebus up` runs."""
+    """Render docker-compose.yml or the Kubernetes manifests from the plan `edgebus up` runs,
+    or the Secrets of the manifests (credentials, keys, certificates; never commit them)."""
     from edgebus.deploy.render import drift, write
+
+    if what == "k8s-secrets":
+        from edgebus.cli.identity import parse_duration
+        from edgebus.deploy import k8s_secrets
+
+        f = k8s_secrets.write(pki_dir, Path("k8s-secrets.yaml") if out == Path(".") else out, token_ttl=parse_duration(token_ttl))
+        echo(f"wrote {f} (the PKI is in {pki_dir}/cloud/pki; keep it, do not commit either): kubectl apply -f {f} -k k8s/")
+        return
 
     if check:
         stale = drift(what, out)

@@ -58,7 +58,7 @@ def get(api: Api, resource: str, name: str | None, namespace: str, all_namespace
 
 def load_manifests(path: str) -> list[dict[str, Any]]:
     text = typer.get_text_stream("stdin").read() if path == "-" else Path(path).read_text()
-    docs = []
+    docs: list[Any] = []
     try:
         for d in yaml.safe_load_all(text):
             if d is None:

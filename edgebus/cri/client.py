@@ -16,6 +16,7 @@ inside containerd can be told apart from edgebus's own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -97,6 +98,19 @@ class CriClient:
             self._img = rpc.ImageServiceStub(self._channel)
         assert self._rt is not None and self._img is not None
         return self._rt, self._img
+
+    async def connection_changed(self, timeout: float) -> bool:
+        """Wait until the channel's connection changes state (the runtime closed it: containerd
+        stopped or restarted), at most ``timeout`` seconds; True if it changed. An event, not a
+        poll: a node whose runtime is fine makes no call to learn that it still is."""
+        self._stubs()
+        assert self._channel is not None
+        state = self._channel.get_state(try_to_connect=False)
+        try:
+            await asyncio.wait_for(self._channel.wait_for_state_change(state), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -194,6 +208,22 @@ class CriClient:
         req = api.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=max(int(timeout), 1))
         resp = await self._call("ExecSync", rt.ExecSync, req, timeout + 5)
         return int(resp.exit_code), bytes(resp.stdout), bytes(resp.stderr)
+
+    # -- streaming (the runtime answers with a URL of its streaming server) ----------
+    async def exec_url(self, container_id: str, cmd: list[str], *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> str:
+        rt, _ = self._stubs()
+        req = api.ExecRequest(container_id=container_id, cmd=cmd, stdin=stdin, stdout=stdout, stderr=stderr if not tty else False, tty=tty)
+        return str((await self._call("Exec", rt.Exec, req)).url)
+
+    async def attach_url(self, container_id: str, *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> str:
+        rt, _ = self._stubs()
+        req = api.AttachRequest(container_id=container_id, stdin=stdin, stdout=stdout, stderr=stderr if not tty else False, tty=tty)
+        return str((await self._call("Attach", rt.Attach, req)).url)
+
+    async def port_forward_url(self, sandbox_id: str, ports: list[int]) -> str:
+        rt, _ = self._stubs()
+        req = api.PortForwardRequest(pod_sandbox_id=sandbox_id, port=ports)
+        return str((await self._call("PortForward", rt.PortForward, req)).url)
 
     # -- images -----------------------------------------------------------------------
     async def image_status(self, image: str) -> api.Image | None:

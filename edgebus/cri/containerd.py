@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgebus.proc import parent_death_signal, stop_process
+from edgebus.proc import kill_matching, parent_death_signal, stop_process
 from edgebus.images import PAUSE_IMAGE
 
 K8S_NAMESPACE = "k8s.io"
@@ -175,21 +174,7 @@ def kill_shims(address: str) -> int:
     stopped). A start that containerd abandoned (its caller went away) can leave a shim
     without a task; nothing else would ever stop it."""
     sock = address.removeprefix("unix://").encode()
-    killed = 0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock in argv:
-            try:
-                os.kill(int(d.name), signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-    return killed
+    return kill_matching(lambda argv: argv[0].endswith(b"containerd-shim-runc-v2") and sock in argv)
 
 
 def prepare_dirs(config: ContainerdConfig) -> None:

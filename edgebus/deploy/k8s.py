@@ -11,7 +11,12 @@
   containerd, edgehub, metamanager, edged, devicetwin, mappers in one pod). Real edge nodes
   run ``edgebus``'s edge processes on the device itself; this layout is for labs only.
 
-Commands and settings come from the lab's plan (:mod:`edgebus.deploy.plans`).
+Commands and settings come from the lab's plan (:mod:`edgebus.deploy.plans`), secure as
+``edgebus up`` and compose are: every credential, key and certificate comes from a Secret
+(written by ``edgebus deploy k8s-secrets``, :mod:`edgebus.deploy.k8s_secrets`, never
+committed), TLS on every listener that crosses hosts (client, leafnode and route ports of
+NATS, the apiserver), nodes join with a bootstrap token (no auto-registration), and each
+cloud service sees only its own credential.
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgebus.deploy.plans import API, IMAGE, IMAGE_CACHE, LEAF, MONITOR, NATS, OPS, ContainerPlan, ProcSpec, module_of, portable_argv
-from edgebus.lab import LabPlan
-from edgebus.natsd import HubConfig
+import json
+from dataclasses import dataclass
+
+from edgebus.deploy.plans import API, IMAGE, IMAGE_CACHE, LEAF, MONITOR, NATS, OPS, ContainerPlan, ProcSpec, RenderOnly, module_of, portable_argv
+from edgebus.identity.cloud import CloudPki
+from edgebus.lab import CLOUD_USERS
+from edgebus.natsd import HubAuth, HubConfig
 
 NAMESPACE = "edgebus"
 NATS_REPLICAS = 3
@@ -33,9 +42,19 @@ R3 = {
     "cloudhub": {"EDGEBUS_CLOUDHUB__STREAM_REPLICAS": "3", "EDGEBUS_CLOUDHUB__KV_REPLICAS": "3"},
     "edgecontroller": {"EDGEBUS_EDGECONTROLLER__STREAM_REPLICAS": "3", "EDGEBUS_EDGECONTROLLER__KV_REPLICAS": "3"},
     "endpointcontroller": {"EDGEBUS_ENDPOINTCONTROLLER__KV_REPLICAS": "3"},
+    "scheduler": {"EDGEBUS_SCHEDULER__KV_REPLICAS": "3"},
 }
-TOKEN_KEYS = {"EDGEBUS_CLOUDHUB__BOOTSTRAP_TOKENS": "bootstrap-tokens", "EDGEBUS_EDGEHUB__JOIN_TOKEN": "join-token"}
 LABELS = {"app.kubernetes.io/part-of": "edgebus"}
+#: where the cloud's trust material is inside every cloud container (a Secret's files)
+PKI_ROOT = "/data/cloud/pki"
+#: the names the cloud's server certificate must carry: the Services clients, nodes and
+#: the NATS routes dial, short and qualified
+SERVER_HOSTS = [
+    *(f"{h}{d}" for h in ("nats", "nats-leaf", "apiserver") for d in ("", f".{NAMESPACE}", f".{NAMESPACE}.svc", f".{NAMESPACE}.svc.cluster.local")),
+    *(f"nats-{i}.nats{d}" for i in range(NATS_REPLICAS) for d in (f".{NAMESPACE}.svc", f".{NAMESPACE}.svc.cluster.local")),
+    "localhost",
+    "127.0.0.1",
+]
 
 
 class ClusterPlan(ContainerPlan):
@@ -45,17 +64,35 @@ class ClusterPlan(ContainerPlan):
     def cloud_nats_url(self) -> str:
         return f"nats://nats:{NATS}"
 
+    def api_url(self, port: int | None = None) -> str:
+        return f"{'https' if self.secure and self.tls else 'http'}://apiserver:{port or API}"
+
     @property
-    def apiserver_url(self) -> str:
-        return f"http://apiserver:{API}"
+    def leaf_urls_for_nodes(self) -> str:
+        return f"nats-leaf://nats-leaf.{NAMESPACE}.svc:{LEAF}"
+
+    def cloud_pki(self) -> CloudPki:
+        return CloudPki.ensure(self.cloud_pki_dir, hosts=SERVER_HOSTS, users=CLOUD_USERS)
 
 
-class PodPlan(LabPlan):
+@dataclass
+class PodPlan(RenderOnly):
     """The lab DaemonSet's pod: one edge node whose processes share the pod's network, so
-    they keep the lab's distinct ports (a node block from base port 4200), with data in /data."""
+    they keep the lab's distinct ports (a node block from base port 4200), with data in
+    ``/data/node`` whatever the node's name (known only when the pod runs: its Kubernetes
+    node's), so the rendered paths hold for every pod."""
+
+    def __post_init__(self) -> None:
+        self.leaf_urls = {n: f"nats-leaf://nats-leaf.{NAMESPACE}.svc:{LEAF}" for n in self.nodes}
 
     def _dir(self, *parts: str) -> Path:
-        return Path("/data", *parts)
+        if parts[:1] == ("nodes",):
+            parts = ("node", *parts[2:])
+        return Path(self.data_dir, *parts)
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://apiserver.{NAMESPACE}.svc:{API}"
 
     @property
     def internal_ip(self) -> str:
@@ -76,19 +113,65 @@ def _configmap(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name), "data": dict(sorted(data.items()))}
 
 
-def _probe(path: str, port: int | str) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 6}
+def _probe(path: str, port: int | str, *, https: bool = False) -> dict[str, Any]:
+    get: dict[str, Any] = {"path": path, "port": port, **({"scheme": "HTTPS"} if https else {})}
+    return {"httpGet": get, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 6}
+
+
+#: the cloud's Secrets (``edgebus deploy k8s-secrets`` writes them)
+NATS_SECRET = "edgebus-nats"
+ADMIN_SECRET = "edgebus-admin"
+JOIN_SECRET = "edgebus-join"
+RESOLVER_DIR = "/data/cloud/nats/resolver"
+#: cloudhub is the identity authority: the CA's key and the NATS signing keys, beside its own credentials
+AUTHORITY_FILES = (
+    "ca.crt",
+    "ca.key",
+    "identity.json",
+    "operator.jwt",
+    "keys/sa.pub",
+    *(f"{k}.nk" for k in ("operator", "operator-signer", "sys-account", "account", "account-signer", "node-signer", "site-signer")),
+)
+
+
+def service_secret(svc: str) -> str:
+    return f"edgebus-{svc}-pki"
+
+
+def secret_key(rel: str) -> str:
+    """A file's key in a Secret (keys cannot hold ``/``): ``users/apiserver.creds`` -> ``users__apiserver.creds``."""
+    return rel.replace("/", "__")
+
+
+def pki_files(spec: ProcSpec) -> list[str]:
+    """The files under :data:`PKI_ROOT` a cloud service's settings name (its Secret's items)."""
+    out: set[str] = set()
+    for v in spec.env.values():
+        vals = json.loads(v) if v.startswith("[") else [v]
+        for x in vals:
+            if isinstance(x, str) and x == PKI_ROOT:
+                out |= set(AUTHORITY_FILES)
+            elif isinstance(x, str) and x.startswith(PKI_ROOT + "/"):
+                out.add(x.removeprefix(PKI_ROOT + "/"))
+    return sorted(out)
+
+
+def _secret_volume(name: str, secret: str, files: list[str], mode: int = 0o400) -> dict[str, Any]:
+    return {"name": name, "secret": {"secretName": secret, "defaultMode": mode, "items": [{"key": secret_key(f), "path": f} for f in files]}}
+
+
+def hub_config(auth: HubAuth | None) -> HubConfig:
+    """The cloud servers' config (one for all three: each takes its name from ``POD_NAME``)."""
+    peers = [f"nats://nats-{i}.nats.{NAMESPACE}.svc:6222" for i in range(NATS_REPLICAS)]
+    return HubConfig(
+        store_dir="/data/js", port=NATS, leaf_port=LEAF, host="0.0.0.0", http_port=MONITOR, cluster_name="edgebus", routes=peers, name_from_env="POD_NAME", auth=auth
+    )
 
 
 def nats_manifests() -> list[dict[str, Any]]:
-    peers = [f"nats://nats-{i}.nats.{NAMESPACE}.svc:6222" for i in range(NATS_REPLICAS)]
-    conf = HubConfig(
-        store_dir="/data/js", port=NATS, leaf_port=LEAF, host="0.0.0.0", http_port=MONITOR, cluster_name="edgebus", routes=peers, name_from_env="POD_NAME"
-    ).render()
     labels = {"app.kubernetes.io/name": "nats"}
-    ports = [{"name": "client", "port": NATS}, {"name": "cluster", "port": 6222}, {"name": "monitor", "port": MONITOR}]
+    ports = [{"name": "client", "port": NATS}, {"name": "cluster", "port": 6222}]
     return [
-        _configmap("nats-config", {"nats.conf": conf}),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -120,13 +203,20 @@ def nats_manifests() -> list[dict[str, Any]]:
                                 "command": ["nats-server", "-c", "/etc/nats/nats.conf"],
                                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                                 "ports": [{"name": "client", "containerPort": NATS}, {"name": "cluster", "containerPort": 6222}, {"name": "leafnodes", "containerPort": LEAF}, {"name": "monitor", "containerPort": MONITOR}],
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/nats"}, {"name": "data", "mountPath": "/data"}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/nats", "readOnly": True},
+                                    {"name": "data", "mountPath": "/data"},
+                                    {"name": "pki", "mountPath": PKI_ROOT, "readOnly": True},
+                                ],
                                 "livenessProbe": _probe("/healthz", MONITOR),
                                 "readinessProbe": _probe("/healthz?js-enabled-only=true", MONITOR),
                                 "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
                             }
                         ],
-                        "volumes": [{"name": "config", "configMap": {"name": "nats-config"}}],
+                        "volumes": [
+                            _secret_volume("config", NATS_SECRET, ["nats.conf"]),
+                            _secret_volume("pki", NATS_SECRET, ["ca.crt", "server.crt", "server.key"]),
+                        ],
                     },
                 },
                 "volumeClaimTemplates": [
@@ -137,19 +227,14 @@ def nats_manifests() -> list[dict[str, Any]]:
     ]
 
 
-def _env(spec: ProcSpec, extra: dict[str, str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """The ConfigMap data, and env entries that come from the token Secret instead."""
-    data = {k: v for k, v in {**spec.env, **extra}.items() if k not in TOKEN_KEYS}
-    secret_env = [
-        {"name": k, "valueFrom": {"secretKeyRef": {"name": "edgebus-tokens", "key": key}}} for k, key in TOKEN_KEYS.items() if k in spec.env
-    ]
-    return data, secret_env
-
-
 def cloud_service_manifests(spec: ProcSpec) -> list[dict[str, Any]]:
     svc = (module_of(spec) or "").removeprefix("services.")
     labels = {"app.kubernetes.io/name": svc}
-    data, secret_env = _env(spec, R3.get(svc, {}))
+    # every stream and bucket a service creates in the cloud's domain has NATS_REPLICAS
+    # replicas (the lease bucket, the DLQ, each controller's objects bucket...)
+    data = {**spec.env, **R3.get(svc, {}), "EDGEBUS_NATS__REPLICAS": str(NATS_REPLICAS)}
+    files = pki_files(spec)
+
     port = int(data.get("EDGEBUS_APISERVER__PORT") or data.get("EDGEBUS_OPS__PORT") or OPS)
     ports = [{"name": "metrics", "containerPort": port}]
     if svc == "apiserver":
@@ -160,12 +245,15 @@ def cloud_service_manifests(spec: ProcSpec) -> list[dict[str, Any]]:
         "command": portable_argv(spec),
         "envFrom": [{"configMapRef": {"name": f"edgebus-{svc}"}}],
         "ports": ports[-1:] if svc != "apiserver" else ports[:1],
-        "livenessProbe": _probe("/healthz", port),
-        "readinessProbe": _probe("/readyz", port),
+        "livenessProbe": _probe("/healthz", port, https="EDGEBUS_APISERVER__TLS_CERT_FILE" in data),
+        "readinessProbe": _probe("/readyz", port, https="EDGEBUS_APISERVER__TLS_CERT_FILE" in data),
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}},
     }
-    if secret_env:
-        container["env"] = secret_env
+    if files:
+        container["volumeMounts"] = [{"name": "pki", "mountPath": PKI_ROOT, "readOnly": True}]
+    pod_spec: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 15, "automountServiceAccountToken": False}
+    if files:
+        pod_spec["volumes"] = [_secret_volume("pki", service_secret(svc), files)]
     service_ports = [{"name": "metrics", "port": port, "targetPort": port}]
     if svc == "apiserver":
         service_ports = [{"name": "http", "port": API, "targetPort": port}, {"name": "metrics", "port": 9091, "targetPort": port}]
@@ -180,7 +268,7 @@ def cloud_service_manifests(spec: ProcSpec) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": {**LABELS, **labels}, "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}},
-                    "spec": {"containers": [container], "terminationGracePeriodSeconds": 15},
+                    "spec": pod_spec,
                 },
             },
         },
@@ -188,8 +276,27 @@ def cloud_service_manifests(spec: ProcSpec) -> list[dict[str, Any]]:
     ]
 
 
+def pod_plan(node: str = "edge-node", *, devices: bool = True) -> PodPlan:
+    """The lab pod's plan (``node``: the placeholder when rendering, the real name in the pod)."""
+    return PodPlan(data_dir="/data", nodes=[node], base_port=4200, host="0.0.0.0", containerd=True, secure=True, devices=devices, image_cache=IMAGE_CACHE, pod_dns=False)
+
+
+def _node_env(p: ProcSpec, node_env: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The ConfigMap data, and the settings that name the node (from ``$(EDGEBUS_NODE)``, which
+    is the pod's Kubernetes node)."""
+    data, named = {}, [node_env]
+    for k, v in p.env.items():
+        if k == "EDGEBUS_NODE":
+            continue
+        if POD_NODE in v:
+            named.append({"name": k, "value": v.replace(POD_NODE, "$(EDGEBUS_NODE)")})
+        else:
+            data[k] = v
+    return data, named
+
+
 def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
-    plan = PodPlan(data_dir="/data", nodes=[POD_NODE], base_port=4200, host="0.0.0.0", containerd=True, secure=False, devices=devices, image_cache=IMAGE_CACHE)
+    plan = pod_plan(POD_NODE, devices=devices)
     procs = [p for p in plan.node_processes(POD_NODE) if not p.name.endswith("/modbus-sim")]
     labels = {"app.kubernetes.io/name": "edge-lab"}
     node_env = {"name": "EDGEBUS_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
@@ -199,20 +306,17 @@ def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
     for p in procs:
         name = p.name.split("/", 1)[1].replace(".", "-")
         c: dict[str, Any] = {"name": name, "image": IMAGE, "command": portable_argv(p), "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "run", "mountPath": "/run/edgebus"}]}
-        if p.name.endswith("/nats"):
-            c["command"] = ["nats-server", "-c", "/etc/nats/nats.conf"]
-            c["volumeMounts"].append({"name": "nats-config", "mountPath": "/etc/nats"})
-        elif p.config_file and p.config_text is not None:
+        if p.config_file and p.config_text is not None:
             files[f"{name}.conf"] = p.config_text
             c["volumeMounts"].append({"name": "edge-config", "mountPath": p.config_file, "subPath": f"{name}.conf"})
+        # (the node's nats-server config names its credential: written by the join step)
         if p.ready_socket:
             c["securityContext"] = {"privileged": True}
         if p.env:
-            data, secret_env = _env(p, {})
-            data.pop("EDGEBUS_NODE", None)  # from spec.nodeName, below
+            data, named = _node_env(p, node_env)
             envs[f"edge-lab-{name}"] = data
             c["envFrom"] = [{"configMapRef": {"name": f"edge-lab-{name}"}}]
-            c["env"] = [node_env, *secret_env]
+            c["env"] = named
         if p.ready_url:
             port = int(p.env.get("EDGEBUS_OPS__PORT", "0"))
             c["readinessProbe"] = _probe("/readyz", port)
@@ -221,13 +325,12 @@ def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
             if name == "metamanager":
                 c["ports"].append({"name": "metaserver", "containerPort": int(p.env["EDGEBUS_METAMANAGER__METASERVER_PORT"])})
         containers.append(c)
-    leaf_port = plan.node_nats_port(POD_NODE)
-    init = {
-        "name": "nats-config",
+    join = {
+        "name": "join",
         "image": IMAGE,
-        "command": ["python", "-m", "edgebus.natsd", "leaf", "--node", "$(EDGEBUS_NODE)", "--hub", f"nats-leaf://nats-leaf.{NAMESPACE}.svc:{LEAF}", "--store-dir", "/data/nats/js", "--port", str(leaf_port), "--mqtt-port", str(plan.node_mqtt_port(POD_NODE)), "--out", "/etc/nats/nats.conf"],
+        "command": ["python", "-m", "edgebus.deploy.boot", "k8s-node", *([] if devices else ["--no-devices"])],
         "env": [node_env],
-        "volumeMounts": [{"name": "nats-config", "mountPath": "/etc/nats"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "join", "mountPath": "/bootstrap", "readOnly": True}],
     }
     out: list[dict[str, Any]] = []
     if files:
@@ -243,12 +346,13 @@ def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
                 "template": {
                     "metadata": {"labels": {**LABELS, **labels}},
                     "spec": {
-                        "initContainers": [init],
+                        "initContainers": [join],
                         "containers": containers,
+                        "automountServiceAccountToken": False,
                         "volumes": [
                             {"name": "data", "emptyDir": {}},
                             {"name": "run", "emptyDir": {}},
-                            {"name": "nats-config", "emptyDir": {}},
+                            _secret_volume("join", JOIN_SECRET, ["token"]),
                             *([{"name": "edge-config", "configMap": {"name": "edge-lab-config"}}] if files else []),
                         ],
                     },
@@ -259,20 +363,48 @@ def edge_lab_manifests(devices: bool = True) -> list[dict[str, Any]]:
     return out
 
 
+def token_job() -> dict[str, Any]:
+    """Registers the bootstrap token ``edgebus deploy k8s-secrets`` made, once the cloud is up
+    (as ``edgebus token create`` would), with the admin's credential: the edge pods join with it."""
+    labels = {"app.kubernetes.io/name": "bootstrap-token"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta("bootstrap-token", **labels),
+        "spec": {
+            "backoffLimit": 30,
+            "template": {
+                "metadata": {"labels": {**LABELS, **labels}},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "token",
+                            "image": IMAGE,
+                            "command": ["python", "-m", "edgebus.deploy.boot", "k8s-token"],
+                            "volumeMounts": [{"name": "admin", "mountPath": PKI_ROOT, "readOnly": True}, {"name": "token", "mountPath": "/bootstrap", "readOnly": True}],
+                        }
+                    ],
+                    "volumes": [
+                        _secret_volume("admin", ADMIN_SECRET, ["ca.crt", "users/admin.creds"]),
+                        _secret_volume("token", ADMIN_SECRET, ["bootstrap-token.json"]),
+                    ],
+                },
+            },
+        },
+    }
+
+
+def cluster_plan(data_dir: str = "/data", *, devices: bool = True) -> ClusterPlan:
+    return ClusterPlan(data_dir=data_dir, nodes=["edge-1"], containerd=True, secure=True, devices=devices, image_cache=IMAGE_CACHE)
+
+
 def render(devices: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """File name -> the manifests in it."""
-    plan = ClusterPlan(data_dir="/data", nodes=["edge-1"], containerd=True, secure=False, devices=devices, image_cache=IMAGE_CACHE)
+    """File name -> the manifests in it (no secret among them: see :mod:`edgebus.deploy.k8s_secrets`)."""
+    plan = cluster_plan(devices=devices)
     files: dict[str, list[dict[str, Any]]] = {
         "namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": LABELS}}],
-        "tokens.yaml": [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": _meta("edgebus-tokens"),
-                "type": "Opaque",
-                "stringData": {"bootstrap-tokens": '["change-me"]', "join-token": "change-me"},
-            }
-        ],
         "nats.yaml": nats_manifests(),
     }
     for spec in plan.cloud_processes():
@@ -280,6 +412,7 @@ def render(devices: bool = True) -> dict[str, list[dict[str, Any]]]:
         if mod is None:
             continue
         files[f"{mod.removeprefix('services.')}.yaml"] = cloud_service_manifests(spec)
+    files["bootstrap-token.yaml"] = [token_job()]
     files["edge-lab.yaml"] = edge_lab_manifests(devices)
     files["kustomization.yaml"] = [
         {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE, "resources": [f for f in files if f != "kustomization.yaml"]}

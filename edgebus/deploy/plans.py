@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from edgebus.lab import CLOUD_SERVICES, LabPlan, ProcSpec
+from edgebus import names
+from edgebus.identity.cloud import CloudPki
+from edgebus.lab import CLOUD_SERVICES, CLOUD_USERS, WORKLOAD_CONTROLLERS, LabPlan, ProcSpec
 from edgebus.natsd import nats_server_binary
 
 #: Ports inside a container (each process has the whole port space to itself).
@@ -32,13 +33,36 @@ def service_name(proc_name: str) -> str:
     return proc_name.replace("/", "-").replace(".", "-")
 
 
+class RenderOnly(LabPlan):
+    """A plan rendered, not run here: naming a mapper's credential does not make it (it is
+    made where the node runs, see :mod:`edgebus.deploy.boot`)."""
+
+    def mapper_nats_settings(self, node: str, mapper: str) -> dict[str, Any]:
+        if not self.secure:
+            return super().mapper_nats_settings(node, mapper)
+        ident = self.node_identity(node)
+        m = mapper.rsplit(".", 1)[-1]
+        return {"url": self.node_nats_url(node), "ping_interval": 2, "nkey_file": str(ident.local_nkey_file(f"mapper-{m}")), "inbox_prefix": names.mapper_inbox_prefix(node)}
+
+
 @dataclass
-class ContainerPlan(LabPlan):
+class RenderedLabPlan(RenderOnly):
+    """The lab's plan, to compare the renderings with."""
+
+    #: renderings do not depend on who renders them (pods keep the host's resolv.conf)
+    pod_dns: bool | None = False
+
+
+@dataclass
+class ContainerPlan(RenderOnly):
     """Every process is its own host: fixed ports, service names as addresses, data in /data."""
+
+    #: renderings do not depend on who renders them (pods keep the host's resolv.conf)
+    pod_dns: bool | None = False
 
     def __post_init__(self) -> None:
         self.host = "0.0.0.0"
-        self.leaf_urls = {n: f"nats-leaf://{service_name('cloud/nats')}:{LEAF}" for n in self.nodes}
+        self.leaf_urls = {n: self.leaf_urls_for_nodes for n in self.nodes}
 
     # ports inside the container
     @property
@@ -85,9 +109,22 @@ class ContainerPlan(LabPlan):
     def cloud_nats_url(self) -> str:
         return f"nats://{service_name('cloud/nats')}:{NATS}"
 
+    def api_url(self, port: int | None = None) -> str:
+        return f"{'https' if self.secure and self.tls else 'http'}://{service_name('cloud/apiserver')}:{port or API}"
+
     @property
-    def apiserver_url(self) -> str:
-        return f"http://{service_name('cloud/apiserver')}:{API}"
+    def advertised_leaf_urls(self) -> list[str]:
+        return [self.leaf_urls_for_nodes]
+
+    @property
+    def leaf_urls_for_nodes(self) -> str:
+        return f"nats-leaf://{service_name('cloud/nats')}:{LEAF}"
+
+    def cloud_pki(self) -> CloudPki:
+        """The server certificate names the services' hosts (containers dial them by name)
+        and loopback (the host reaches the published ports there)."""
+        hosts = [service_name("cloud/nats"), service_name("cloud/apiserver"), "127.0.0.1", "localhost"]
+        return CloudPki.ensure(self.cloud_pki_dir, hosts=hosts, users=CLOUD_USERS)
 
     def node_nats_url(self, node: str) -> str:
         return f"nats://{service_name(f'{node}/nats')}:{NATS}"
@@ -100,20 +137,21 @@ class ContainerPlan(LabPlan):
     def internal_ip(self) -> str:
         return ""  # the container's own address (its resolved hostname)
 
-    def _dir(self, *parts: str) -> Path:
-        return Path("/data", *parts)
 
 
-def lab_plan(nodes: int = 2, **kw: Any) -> LabPlan:
-    """The plan ``edgebus up --nodes N`` runs (the data dir is a placeholder). The container
-    renderings do not carry the identity material yet: they run without it (nodes register
-    on their first heartbeat) and are compared with the lab's plan in the same mode."""
-    return LabPlan(data_dir="/var/lib/edgebus-lab", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, secure=False, **kw)
+#: where :func:`lab_plan` pretends the lab's data is (nothing is written there)
+LAB_DIR = "/var/lib/edgebus-lab"
 
 
-def container_plan(nodes: int = 2, **kw: Any) -> ContainerPlan:
+def lab_plan(nodes: int = 2, *, secure: bool = False, **kw: Any) -> LabPlan:
+    """The plan ``edgebus up --nodes N`` runs (the data dir is a placeholder). Compose and the
+    Kubernetes manifests run it secure, as the lab does, and are compared in that mode."""
+    return RenderedLabPlan(data_dir=LAB_DIR, nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, secure=secure, **kw)
+
+
+def container_plan(nodes: int = 2, *, secure: bool = False, **kw: Any) -> ContainerPlan:
     return ContainerPlan(
-        data_dir="/data", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, image_cache=IMAGE_CACHE, secure=False, **kw
+        data_dir="/data", nodes=[f"edge-{i}" for i in range(1, nodes + 1)], containerd=True, image_cache=IMAGE_CACHE, secure=secure, **kw
     )
 
 
@@ -139,4 +177,4 @@ def module_of(spec: ProcSpec) -> str | None:
 
 
 def is_cloud_service(spec: ProcSpec) -> bool:
-    return spec.group == "cloud" and (module_of(spec) or "").removeprefix("services.") in CLOUD_SERVICES
+    return spec.group == "cloud" and (module_of(spec) or "").removeprefix("services.") in (*CLOUD_SERVICES, *WORKLOAD_CONTROLLERS)

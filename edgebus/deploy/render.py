@@ -18,9 +18,18 @@ def _dump(docs: list[dict[str, Any]]) -> str:
 
 
 def compose_files(nodes: int = 2) -> dict[str, str]:
-    doc, configs = compose.render(nodes)
-    out = {"docker-compose.yml": HEADER.format(what="compose") + yaml.safe_dump(doc, sort_keys=False, width=200)}
-    out.update(configs)
+    """``docker-compose.yml`` (a container per process) and ``docker-compose.all-in-one.yml``
+    (each node's edge services in one container), with the configs they mount."""
+    out: dict[str, str] = {}
+    for name, aio in (("docker-compose.yml", False), ("docker-compose.all-in-one.yml", True)):
+        doc, configs = compose.render(nodes, all_in_one=aio)
+        out[name] = HEADER.format(what="compose") + yaml.safe_dump(doc, sort_keys=False, width=200)
+        env = configs.pop(compose.PORTS_ENV)
+        if compose.PORTS_ENV in out:  # one env file for both: every variable of either
+            have = out[compose.PORTS_ENV].splitlines()
+            env = "\n".join(have + [line for line in env.splitlines() if line not in have]) + "\n"
+        out[compose.PORTS_ENV] = env
+        out.update(configs)
     return out
 
 

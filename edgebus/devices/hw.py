@@ -3,22 +3,25 @@
 Shapes follow KubeEdge's devicetwin (``MsgTwin``: ``expected`` / ``actual`` each a
 ``{value, metadata: {timestamp}}``, plus ``metadata: {type}``); timestamps are Unix
 milliseconds. edgebus adds fields KubeEdge clients ignore: ``trigger`` on a delta (which
-report caused it), ``errors`` / ``code`` / ``reason`` on results, and the device and model
-specs in membership entries (so a mapper needs nothing but the bus).
+report caused it), ``errors`` (per property) on results, and the device and model specs in
+membership entries (so a mapper needs nothing but the bus). An ``expected`` value that is
+empty is no desired value (the mapper-framework sends its current desired value, often
+empty, with every report).
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
+from edgebus import clock
 from edgebus.errors import InvalidMessage
+from edgebus.objects.shapes import as_dict
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def new_event_id() -> str:
@@ -132,8 +135,30 @@ def reported_values(msg: dict[str, Any]) -> tuple[dict[str, tuple[Any, int]], di
             if not isinstance(part, dict) or "value" not in part:
                 errors[str(name)] = f"'{key}' must be an object with a 'value'"
                 continue
-            md = part.get("metadata") if isinstance(part.get("metadata"), dict) else {}
+            if key == "expected" and part.get("value") in ("", None):
+                continue
+            md = as_dict(part.get("metadata"))
             into[str(name)] = (part.get("value"), ts_of(md.get("timestamp"), default_ts))
         if not found:
             errors[str(name)] = "twin entry has neither 'actual' nor 'expected'"
     return actual, expected, errors
+
+
+def reported_types(msg: dict[str, Any]) -> dict[str, str]:
+    """The value type a ``twin/update`` names per property (``twin.<p>.metadata.type``)."""
+    out: dict[str, str] = {}
+    twin = msg.get("twin")
+    for name, entry in (twin.items() if isinstance(twin, dict) else []):
+        md = entry.get("metadata") if isinstance(entry, dict) else None
+        t = md.get("type") if isinstance(md, dict) else None
+        if isinstance(t, str) and t and isinstance(entry.get("actual"), dict):
+            out[str(name)] = t[:64]
+    return out
+
+
+def state_result(event_id: str, name: str, state: str, last_online: str) -> dict[str, Any]:
+    """``state/update/result``: KubeEdge's ``{event_id, timestamp, device: {name, state, lastOnlineTime}}``."""
+    device = {"name": name, "state": state}
+    if last_online:
+        device["lastOnlineTime"] = last_online
+    return {"event_id": event_id, "timestamp": now_ms(), "device": device}

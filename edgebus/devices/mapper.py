@@ -33,12 +33,14 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 
-from edgebus import names
+from edgebus import clock, names
 from edgebus.bus import Backoff, Bus, BusError, BusMsg
 from edgebus.devices import hw
+from edgebus.devices import push as push_
 from edgebus.errors import InvalidMessage
 from edgebus.objects import devices as d
 from edgebus.runtime import Service, ServiceSettings
+from edgebus.objects.shapes import as_dict
 
 log = logging.getLogger("edgebus.mapper")
 
@@ -66,6 +68,9 @@ class PropSpec:
     config: dict[str, Any]
     collect_ms: int
     report_ms: int
+    push: tuple[push_.Target, ...] = ()
+    #: ``reportToCloud: false`` (given explicitly): the value is pushed, not reported as a twin
+    report_to_cloud: bool = True
 
     @property
     def writable(self) -> bool:
@@ -94,15 +99,20 @@ class DeviceConfig:
                 continue
             visitors = p.get("visitors") or {}
             cfg = visitors.get("configData") if isinstance(visitors, dict) else None
+            targets, skipped = push_.targets(p.get("pushMethod"))
+            if skipped:
+                log.warning("device %s/%s property %s: pushMethod %s not supported, skipped", entry.get("namespace"), entry.get("name"), p["name"], ", ".join(skipped))
             props[p["name"]] = PropSpec(
                 name=p["name"],
                 prop=model_props[p["name"]],
-                config=cfg if isinstance(cfg, dict) else {},
+                config=as_dict(cfg),
                 collect_ms=int(p.get("collectCycle") or default_collect_ms),
                 report_ms=int(p.get("reportCycle") or default_report_ms),
+                push=tuple(targets),
+                report_to_cloud=p.get("reportToCloud") is not False,
             )
         proto = (spec.get("protocol") or {}).get("configData") or {}
-        return cls(str(entry.get("namespace") or "default"), str(entry.get("name")), proto if isinstance(proto, dict) else {}, props, spec)
+        return cls(str(entry.get("namespace") or "default"), str(entry.get("name")), as_dict(proto), props, spec)
 
 
 class Driver(abc.ABC):
@@ -149,6 +159,7 @@ class Worker:
         self.recent_reads: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.pushed: set[str] = set()
         self.push_queue: dict[str, Any] = {}
+        self.pushing: dict[tuple[str, push_.Target], asyncio.Task[bool]] = {}
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -232,10 +243,7 @@ class Worker:
             self.wake.clear()
             if self.pending or self.push_queue:
                 continue
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(nxt - time.monotonic(), 0.0))
-            except TimeoutError:
-                pass
+            await clock.wait_set(self.wake, max(nxt - time.monotonic(), 0.0))
 
     def _take(self, p: PropSpec, value: Any, values: dict[str, str], faults: dict[str, str]) -> None:
         try:
@@ -295,6 +303,12 @@ class Worker:
                 out[name] = v
         if not out:
             return
+        self._push(out)
+        for k in [k for k in out if not self.config.props[k].report_to_cloud]:
+            self.reported[k] = out.pop(k)
+            self.last_report[k] = now
+        if not out:
+            return
         msg = hw.twin_update(out, types={k: self.config.props[k].prop.type for k in out})
         self.recent_reads[msg["event_id"]] = time.perf_counter()
         while len(self.recent_reads) > 1000:
@@ -303,6 +317,18 @@ class Worker:
             for k, v in out.items():
                 self.reported[k] = v
                 self.last_report[k] = now
+
+    def _push(self, values: dict[str, str]) -> None:
+        """``pushMethod`` targets get each value reported (a push still running for the same
+        target is not doubled: the next report carries the newer value)."""
+        ts = hw.now_ms()
+        for name, v in values.items():
+            for target in self.config.props[name].push:
+                key = (name, target)
+                running = self.pushing.get(key)
+                if running is not None and not running.done():
+                    continue
+                self.pushing[key] = asyncio.create_task(self.mapper.pusher.push(target, self.config.key, name, v, ts), name=f"push:{name}:{target.method}")
 
     async def _state(self, state: str, reason: str) -> None:
         if self.state == (state, reason):
@@ -328,6 +354,7 @@ class Mapper:
         membership_interval: float = 30.0,
         reconnect_min: float = 0.2,
         reconnect_max: float = 10.0,
+        redis_password: str = "",
     ) -> None:
         self.bus = bus
         self.node = node
@@ -342,6 +369,7 @@ class Mapper:
         self.reactions: collections.deque[float] = collections.deque(maxlen=100_000)
         self.have_membership = False
         self._refresh = asyncio.Event()
+        self.pusher = push_.Pusher(redis_password=redis_password)
 
     def record_reaction(self, seconds: float) -> None:
         self.reactions.append(seconds)
@@ -369,15 +397,13 @@ class Mapper:
                 self._refresh.clear()
                 await self.publish(names.hw_node_subject(self.node, names.HW_MEMBERSHIP_GET), hw.request())
                 interval = self.membership_interval if self.have_membership else 1.0
-                try:
-                    await asyncio.wait_for(self._refresh.wait(), interval)
-                except TimeoutError:
-                    pass
+                await clock.wait_set(self._refresh, interval)
         finally:
             for unsub in subs:
                 await unsub()
             for w in list(self.workers.values()):
                 await self._stop(w)
+            await self.pusher.close()
 
     def _guard(self, fn: Callable[[BusMsg], Awaitable[None]]) -> Callable[[BusMsg], Awaitable[None]]:
         async def run(m: BusMsg) -> None:
@@ -428,14 +454,16 @@ class Mapper:
         delta = msg.get("delta")
         if not isinstance(delta, dict):
             raise InvalidMessage("delta without a 'delta' map")
-        trigger = msg.get("trigger") if isinstance(msg.get("trigger"), dict) else {}
+        trigger = as_dict(msg.get("trigger"))
         w.want({str(k): str(v) for k, v in delta.items() if isinstance(v, (str, int, float, bool))}, str(trigger.get("event_id") or ""))
 
     async def _stop(self, w: Worker) -> None:
-        if w.task is not None:
-            w.task.cancel()
+        for t in [w.task, *w.pushing.values()]:
+            if t is None:
+                continue
+            t.cancel()
             try:
-                await w.task
+                await t
             except (asyncio.CancelledError, Exception):
                 pass
 
@@ -448,6 +476,7 @@ class MapperSettings(BaseModel):
     membership_interval: float = Field(30.0, description="Seconds between membership refreshes (also on membership/updated).")
     request_timeout: float = Field(1.0, description="Seconds per device request when the device sets no timeout.")
     reconnect_max: float = Field(10.0, description="Longest back-off between re-connects (s).")
+    redis_password: str = Field("", description="Password of the redis servers named by pushMethod.dbMethod.redis (KubeEdge's mappers read $PASSWORD).")
 
 
 def mapper_service(
@@ -466,6 +495,7 @@ def mapper_service(
         default_report_ms=cfg.default_report_ms,
         membership_interval=cfg.membership_interval,
         reconnect_max=cfg.reconnect_max,
+        redis_password=cfg.redis_password,
     )
     svc.ctx = mapper
     svc.task("mapper", mapper.run)

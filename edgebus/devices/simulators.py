@@ -1,5 +1,5 @@
-"""Simulated devices for the lab, the tests and the benchmarks: a Modbus TCP thermostat
-(pymodbus server) and an OPC-UA one (asyncua server).
+"""Simulated devices for the lab, the tests and the benchmarks: a Modbus thermostat
+(pymodbus server, TCP or RTU on a serial device) and an OPC-UA one (asyncua server).
 
 Modbus thermostat register map (device id 1 by default):
 
@@ -33,9 +33,27 @@ log = logging.getLogger("edgebus.simulator")
 
 
 class ModbusThermostat:
-    def __init__(self, host: str = "127.0.0.1", port: int = 5020, *, device_id: int = 1, temperature: float = 24.0, setpoint: float = 22.0, humidity: float = 45.0, drift: bool = True, tick: float = 0.5) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        *,
+        device_id: int = 1,
+        temperature: float = 24.0,
+        setpoint: float = 22.0,
+        humidity: float = 45.0,
+        drift: bool = True,
+        tick: float = 0.5,
+        serial_port: str = "",
+        baudrate: int = 19200,
+        parity: str = "N",
+    ) -> None:
         self.host = host
         self.port = port
+        #: Modbus RTU on this serial device instead of TCP (e.g. one end of a pty pair)
+        self.serial_port = serial_port
+        self.baudrate = baudrate
+        self.parity = parity
         self.device_id = device_id
         self.temperature = temperature
         self.setpoint = setpoint
@@ -100,13 +118,18 @@ class ModbusThermostat:
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
-        from pymodbus.server import ModbusTcpServer
+        from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        if self.serial_port:
+            self._server = ModbusSerialServer(self._device(), port=self.serial_port, baudrate=self.baudrate, parity=self.parity)
+        else:
+            self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
         self._tasks.append(asyncio.create_task(self._server.serve_forever(), name="modbus-sim"))
         if self.drift:
             self._tasks.append(asyncio.create_task(self._drift(), name="modbus-sim-drift"))
+        if self.serial_port:
+            return
         for _ in range(200):  # wait until the port accepts connections
             try:
                 _, w = await asyncio.open_connection(self.host, self.port)
@@ -169,9 +192,9 @@ class OpcuaThermostat:
         srv.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         self.ns = await srv.register_namespace(self.NAMESPACE)
         obj = await srv.nodes.objects.add_object(self.ns, "Thermostat")
-        self._nodes["Temperature"] = await obj.add_variable(ua.NodeId("Temperature", self.ns), "Temperature", float(self.temperature), ua.VariantType.Double)
-        self._nodes["Setpoint"] = await obj.add_variable(ua.NodeId("Setpoint", self.ns), "Setpoint", float(self.setpoint), ua.VariantType.Double)
-        self._nodes["Fan"] = await obj.add_variable(ua.NodeId("Fan", self.ns), "Fan", False, ua.VariantType.Boolean)
+        self._nodes["Temperature"] = await obj.add_variable(ua.NodeId(ua.String("Temperature"), ua.Int16(self.ns)), "Temperature", float(self.temperature), ua.VariantType.Double)
+        self._nodes["Setpoint"] = await obj.add_variable(ua.NodeId(ua.String("Setpoint"), ua.Int16(self.ns)), "Setpoint", float(self.setpoint), ua.VariantType.Double)
+        self._nodes["Fan"] = await obj.add_variable(ua.NodeId(ua.String("Fan"), ua.Int16(self.ns)), "Fan", False, ua.VariantType.Boolean)
         await self._nodes["Setpoint"].set_writable()
         await self._nodes["Fan"].set_writable()
         await srv.start()

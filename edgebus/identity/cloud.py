@@ -19,12 +19,15 @@ and reused after::
     keys/sa.key keys/sa.pub       the API's token signing key (ServiceAccount and user tokens)
     admin.token                   the API token of the lab's admin (system:masters)
     identity.json                 public facts: keys, CA pin, the hosts the certificate names
+    account.iat                   the issue second of the last account JWT (see account_jwt)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,11 @@ CLOUD_USERS = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "e
 
 def _read(p: Path) -> str:
     return p.read_text().strip()
+
+
+_iat_lock = threading.Lock()
+#: the last account issue second handed out in this process, per PKI dir
+_last_iat: dict[Path, int] = {}
 
 
 @dataclass
@@ -126,7 +134,7 @@ class CloudPki:
         }
         old = p.info if p.exists else {}
         if not (p.dir / "operator.jwt").exists():
-            pki.write_public(p.dir / "operator.jwt", natsjwt.operator_jwt(op, name="edgebus", system_account=sys_acc.public, signing_keys=[info["operatorSigner"]]))
+            pki.write_public(p.dir / "operator.jwt", natsjwt.operator_jwt(op, name="edgebus", system_account=sys_acc.public, signing_keys=[str(info["operatorSigner"])]))
         if old.get("hosts") != info["hosts"] or not p.server_cert_file.exists():
             key = pki.new_key()
             cert = p.ca().issue(key.public_key(), "edgebus-cloud", server=True, client=True, hosts=info["hosts"], lifetime=dt.timedelta(days=825))
@@ -169,7 +177,8 @@ class CloudPki:
 
     def account_jwt(self, revocations: dict[str, int] | None = None, *, cloud_domain: str = names.CLOUD_DOMAIN, now: int | None = None) -> str:
         """The EDGEBUS account: JetStream, the unscoped signer of cloud users, the scoped
-        signer of nodes with their permission template, and the revoked users."""
+        signer of nodes with their permission template, and the revoked users. Issued
+        strictly later than any account JWT before it (see ``_account_iat``)."""
         info = self.info
         nodes = {"kind": "user_scope", "key": info["nodeSigner"], "role": NODE_ROLE, "template": roles.node_template(cloud_domain)}
         sites = {"kind": "user_scope", "key": info["siteSigner"], "role": SITE_ROLE, "template": roles.site_template(cloud_domain)}
@@ -180,8 +189,29 @@ class CloudPki:
             jetstream=True,
             signing_keys=[info["accountSigner"], nodes, sites],
             revocations=revocations,
-            now=now,
+            now=now if now is not None else self._account_iat(),
         )
+
+    def _account_iat(self) -> int:
+        """An issue second later than every account JWT issued from this PKI before. The
+        servers' resolvers keep the newer of two account JWTs by issue second and take
+        either when the seconds are equal, so a revocation issued in the same second as a
+        server's preloaded account (a lab that starts and revokes at once) could be undone
+        by that server's copy when they sync. Kept in ``account.iat`` (best effort: a
+        read-only dir keeps the count in this process only)."""
+        path = self.dir / "account.iat"
+        with _iat_lock:
+            try:
+                stored = int(path.read_text())
+            except (OSError, ValueError):
+                stored = 0
+            iat = max(int(time.time()), stored + 1, _last_iat.get(self.dir, 0) + 1)
+            _last_iat[self.dir] = iat
+            try:
+                pki.write_public(path, f"{iat}\n")
+            except OSError:
+                pass
+        return iat
 
     def hub_auth(self, resolver_dir: str, *, client_tls: bool = True, revocations: dict[str, int] | None = None) -> HubAuth:
         info = self.info

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import nkeys
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 PREFIX_OPERATOR = nkeys.PREFIX_BYTE_OPERATOR
 PREFIX_ACCOUNT = nkeys.PREFIX_BYTE_ACCOUNT
@@ -72,6 +70,9 @@ def _raw_public(public: str) -> bytes:
 
 def verify(public: str, data: bytes, signature: bytes) -> bool:
     """True if ``signature`` is ``public``'s signature of ``data``."""
+    from cryptography.exceptions import InvalidSignature  # only where signatures are checked (the cloud)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(_raw_public(public)).verify(signature, data)
         return True

@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-
-from edgebus.identity import natsjwt, pki, roles
+from edgebus.identity import files, natsjwt, roles
 from edgebus.identity.natsjwt import Key
 from edgebus.natsd import LeafAuth, LocalUser
 
 #: local users of every node's server with the whole local account
-SERVICE_USERS = ("edgehub", "metamanager", "edged", "devicetwin", "edgemesh", "edgebus")
+SERVICE_USERS = ("edgehub", "metamanager", "edged", "devicetwin", "edgemesh", "edgebus", "allinone")
 #: built-in mappers (their own, restricted credentials)
 MAPPERS = ("modbus", "opcua")
 
@@ -118,35 +116,63 @@ class NodeIdentity:
     def identity_key(self) -> Key:
         """The node's nkey, made now if it has none yet."""
         if not self.nkey_file.exists():
-            pki.write_private(self.nkey_file, Key.new(natsjwt.PREFIX_USER).seed)
+            files.write_private(self.nkey_file, Key.new(natsjwt.PREFIX_USER).seed)
         return Key.from_seed(self.nkey_file.read_text())
 
     def link_not_after(self) -> dt.datetime | None:
+        v = self.link_validity()
+        return dt.datetime.fromtimestamp(v[1], dt.UTC) if v else None
+
+    @property
+    def link_validity_file(self) -> Path:
+        return self.dir / "link.validity.json"
+
+    def link_validity(self) -> tuple[float, float] | None:
+        """(not before, not after) of the link certificate, as POSIX times. Read from
+        ``link.validity.json``, written beside the certificate, so a node's services check it
+        without loading the X.509 library; parsed from the certificate when that is missing
+        or older."""
         if not self.link_cert_file.exists():
             return None
-        return pki.not_after(pki.load_certs(self.link_cert_file.read_bytes())[0])
+        f = self.link_validity_file
+        try:
+            if f.stat().st_mtime_ns >= self.link_cert_file.stat().st_mtime_ns:
+                d = json.loads(f.read_text())
+                return float(d["notBefore"]), float(d["notAfter"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return self._write_validity(self.link_cert_file.read_bytes())
+
+    def _write_validity(self, cert_pem: bytes) -> tuple[float, float]:
+        from edgebus.identity import pki
+
+        cert = pki.load_certs(cert_pem)[0]
+        v = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+        files.write_public(self.link_validity_file, json.dumps({"notBefore": v[0], "notAfter": v[1]}) + "\n")
+        return v
 
     # -- writing what the cloud issued --------------------------------------------------
     def save_join(self, answer: dict[str, Any], link_key_pem: bytes) -> None:
         """Store a join (or renewal) answer: credential, link certificate, CA bundle, facts."""
         key = self.identity_key()
         if answer.get("jwt"):
-            pki.write_private(self.dir / "node.jwt", answer["jwt"])
-            pki.write_private(self.creds_file, natsjwt.creds(answer["jwt"], key))
+            files.write_private(self.dir / "node.jwt", answer["jwt"])
+            files.write_private(self.creds_file, natsjwt.creds(answer["jwt"], key))
         self.save_link(answer["certificate"].encode(), link_key_pem, answer.get("ca", "").encode())
         if answer.get("tokenKeys"):
-            pki.write_public(self.token_keys_file, "".join(answer["tokenKeys"]))
-        facts = {k: answer[k] for k in ("node", "cloudDomain", "leafUrls", "apiserver", "linkLifetimeSeconds", "renewWindowSeconds") if k in answer}
+            files.write_public(self.token_keys_file, "".join(answer["tokenKeys"]))
+        facts: dict[str, Any] = {k: answer[k] for k in ("node", "cloudDomain", "leafUrls", "apiserver", "linkLifetimeSeconds", "renewWindowSeconds") if k in answer}
         old = json.loads(self.info_file.read_text()) if self.info_file.exists() else {}
-        facts.setdefault("joinedAt", old.get("joinedAt") or dt.datetime.now(dt.UTC).isoformat())
-        pki.write_public(self.info_file, json.dumps({**old, **facts}, indent=2) + "\n")
+        facts.setdefault("joinedAt", str(old.get("joinedAt") or dt.datetime.now(dt.UTC).isoformat()))
+        files.write_public(self.info_file, json.dumps({**old, **facts}, indent=2) + "\n")
 
     def save_link(self, cert_pem: bytes, key_pem: bytes, ca_pem: bytes = b"") -> None:
         # key first: a certificate is only usable with it, and the server reads both on reload
-        pki.write_private(self.link_key_file, key_pem)
-        pki.write_public(self.link_cert_file, cert_pem)
+        files.write_private(self.link_key_file, key_pem)
+        files.write_public(self.link_cert_file, cert_pem)
+        self._write_validity(cert_pem)
         if ca_pem:
-            pki.write_public(self.ca_file, ca_pem)
+            files.write_public(self.ca_file, ca_pem)
 
     # -- the node's own server -------------------------------------------------------------
     def ensure_local(self, mappers: tuple[str, ...] = MAPPERS, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
@@ -156,26 +182,30 @@ class NodeIdentity:
         for u in (*SERVICE_USERS, "system"):
             f = self.local_nkey_file(u)
             if not f.exists():
-                pki.write_private(f, Key.new(natsjwt.PREFIX_USER).seed)
+                files.write_private(f, Key.new(natsjwt.PREFIX_USER).seed)
         for m in mappers:
             self.mapper(m)
         if not self.metaserver_cert_file.exists():
+            from edgebus.identity import pki  # X.509 only where a certificate is made
+
             ca = pki.CA.create("edgebus-node-local-ca")
             key = pki.new_key()
             cert = ca.issue(key.public_key(), "metaserver", server=True, hosts=hosts, lifetime=dt.timedelta(days=3650))
-            pki.write_private(self.metaserver_key_file, pki.key_pem(key))
-            pki.write_public(self.metaserver_cert_file, pki.cert_pem(cert))
-            pki.write_public(self.metaserver_ca_file, pki.cert_pem(ca.cert))
+            files.write_private(self.metaserver_key_file, pki.key_pem(key))
+            files.write_public(self.metaserver_cert_file, pki.cert_pem(cert))
+            files.write_public(self.metaserver_ca_file, pki.cert_pem(ca.cert))
 
     def mapper(self, name: str) -> MapperCredential:
         """A mapper's credentials (made on first use): an MQTT user and password, and an nkey
         for mappers that speak NATS; both confined to KubeEdge's device topics."""
         f = self.dir / "local" / f"mapper-{name}.json"
         if not f.exists():
-            pki.write_private(self.local_nkey_file(f"mapper-{name}"), Key.new(natsjwt.PREFIX_USER).seed)
+            files.write_private(self.local_nkey_file(f"mapper-{name}"), Key.new(natsjwt.PREFIX_USER).seed)
+            import bcrypt  # only where a mapper's password is made
+
             pw = secrets.token_urlsafe(18)
             doc = {"user": f"mapper-{name}", "password": pw, "hash": bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=10)).decode()}
-            pki.write_private(f, json.dumps(doc))
+            files.write_private(f, json.dumps(doc))
         doc = json.loads(f.read_text())
         return MapperCredential(name, doc["user"], doc["password"], self.local_nkey_file(f"mapper-{name}"))
 

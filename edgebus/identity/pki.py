@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgebus.identity.files import write_private, write_public  # noqa: F401 - kept importable from here
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -198,28 +199,3 @@ def issued_by(cert: x509.Certificate, bundle: Iterable[x509.Certificate]) -> boo
 
 def not_after(cert: x509.Certificate) -> dt.datetime:
     return cert.not_valid_after_utc
-
-
-def write_private(path: str | Path, data: bytes | str) -> None:
-    """Write a secret atomically with mode 0600 (its directory 0700)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = p.with_name(p.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, p)
-
-
-def write_public(path: str | Path, data: bytes | str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(raw)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)

@@ -33,7 +33,7 @@ def site_template(cloud_domain: str = names.CLOUD_DOMAIN) -> dict[str, Any]:
     expanded once per ``node:<token>`` tag of its JWT, plus the site's own JetStream domain.
     The site server itself enforces each node's own permissions on the node's link to it."""
     t = node_template(cloud_domain, SITE_MEMBER)
-    t["sub"]["allow"].append(f"$JS.{NODE}.API.>")
+    t["sub"]["allow"].append(f"{names.js_api_prefix(NODE)}.>")
     return t
 
 
@@ -49,9 +49,14 @@ def node_template(cloud_domain: str = names.CLOUD_DOMAIN, node: str = names.TEMP
         names.reply_filter(NODE),  # answers and streams to the cloud's requests addressed to it
         names.mesh_from_filter(NODE),  # edgemesh tunnels it opens and the frames it sends
         f"{js}.INFO",  # the link probe
-        f"{js}.CONSUMER.CREATE.{names.STREAM_DOWN}.*.{names.down_filter(NODE)}",  # sourcing its desired state
+        # its desired state: pulls from its own durable consumer, their acknowledgements, and
+        # the consumer's creation when the cloud did not make it at join (once per node)
+        f"{js}.CONSUMER.MSG.NEXT.{names.STREAM_DOWN}.{names.down_consumer(NODE)}",
+        f"$JS.ACK.{names.STREAM_DOWN}.{names.down_consumer(NODE)}.>",
+        f"$JS.ACK.*.*.{names.STREAM_DOWN}.{names.down_consumer(NODE)}.>",
+        f"{js}.CONSUMER.INFO.{names.STREAM_DOWN}.{names.down_consumer(NODE)}",
+        f"{js}.CONSUMER.CREATE.{names.STREAM_DOWN}.{names.down_consumer(NODE)}.{names.down_filter(NODE)}",
         f"{js}.DIRECT.GET.{names.STREAM_UP}.{names.up_filter(NODE)}",  # where forwarding resumes
-        "$JS.FC.>",  # flow-control replies of its consumers
         # image archives (cluster-wide, content-addressed): read-only access to the object store
         f"{js}.STREAM.INFO.{images}",
         f"{js}.STREAM.NAMES",  # (the client looks the stream up by subject; names only)
@@ -64,10 +69,9 @@ def node_template(cloud_domain: str = names.CLOUD_DOMAIN, node: str = names.TEMP
     sub = [
         names.node_filter(NODE),  # requests addressed to its services
         names.inbox_filter(NODE),  # replies to its own requests (its clients' inbox prefix)
-        names.deliver_filter(NODE),  # deliveries of its downstream source
         names.mesh_to_filter(NODE),  # tunnels and frames addressed to it
-        f"$JS.{NODE}.API.>",  # the cloud reaching its JetStream domain (inspection)
-        "$JSC.R.>",  # the server's replies to consumer creation (consumer metadata, never data)
+        f"{names.js_api_prefix(NODE)}.>",  # the cloud reaching its JetStream domain (inspection)
+
     ]
     # leaf connections only: the credential cannot be used by a plain client
     return {"pub": {"allow": pub}, "sub": {"allow": sub}, "subs": -1, "data": -1, "payload": -1, "allowed_connection_types": ["LEAFNODE"]}

@@ -6,16 +6,19 @@
 
 from edgebus.lab.plan import (
     CLOUD_SERVICES,
+    CLOUD_USERS,
     DEFAULT_BASE_PORT,
     DEFAULT_DIR,
     EDGE_SERVICES,
     LabPlan,
+    WORKLOAD_CONTROLLERS,
     ProcSpec,
 )
 from edgebus.lab.supervisor import Lab, LabState, control, create_token, load_state, port_free
 
 __all__ = [
     "CLOUD_SERVICES",
+    "CLOUD_USERS",
     "DEFAULT_BASE_PORT",
     "DEFAULT_DIR",
     "EDGE_SERVICES",
@@ -23,6 +26,7 @@ __all__ = [
     "LabPlan",
     "LabState",
     "ProcSpec",
+    "WORKLOAD_CONTROLLERS",
     "control",
     "load_state",
     "create_token",

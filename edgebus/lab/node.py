@@ -8,8 +8,12 @@ loopback by default).
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgebus.identity.node import NodeIdentity
 from edgebus.lab.plan import DEVICE_SERVICES, EDGE_SERVICES, LabPlan
@@ -39,7 +43,7 @@ class NodePlan(LabPlan):
         self.run_cloud = False
         urls = ident.leaf_urls()
         if urls and node not in self.leaf_urls:
-            self.leaf_urls[node] = urls[0]
+            self.leaf_urls[node] = ",".join(urls)  # every server of the cloud's cluster
 
     def node_identity(self, node: str) -> NodeIdentity:
         return NodeIdentity.at(self.node_dir)
@@ -87,3 +91,56 @@ class NodePlan(LabPlan):
     def ca_file(self) -> str | None:
         """The cloud's CA bundle, as the node received it at join."""
         return str(NodeIdentity.at(self.node_dir).ca_file)
+
+
+def all_in_one_launch(plan: NodePlan) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of the node as one process: ``python -m edgebus.allinone``
+    with the node's nats-server (and containerd) as its children, so nothing else - no
+    supervisor process - runs beside it. Writes the children's list and prepares what they
+    need (local credentials, containerd's dirs and the lab's images)."""
+    from edgebus.cri.containerd import prepare_dirs
+
+    node = plan.nodes[0]
+    plan.prepare()
+    if plan.use_containerd:
+        from edgebus.images import lab_images
+
+        try:
+            lab_images(**({"cache": Path(plan.image_cache)} if plan.image_cache else {}))
+        except Exception as exc:  # pods then show ErrImagePull; the node still runs
+            print(f"lab images not built: {exc}", file=sys.stderr)
+        prepare_dirs(plan.node_containerd(node))
+    procs = plan.node_processes(node)
+    children: list[dict[str, Any]] = []
+    main = None
+    for p in procs:
+        if p.name.endswith("/allinone"):
+            main = p
+            continue
+        children.append(
+            {
+                "name": p.name,
+                "argv": p.argv,
+                "env": p.env,
+                "log": p.log,
+                "host": plan.host,
+                "ready_port": p.ready_port,
+                "ready_socket": p.ready_socket,
+                "cri_address": p.cri_address,
+                "config_file": p.config_file,
+                "config_text": p.config(),
+            }
+        )
+    assert main is not None
+    path = Path(plan.node_dir, "allinone-children.json")
+    path.write_text(json.dumps(children, indent=2))
+    path.chmod(0o600)
+    Path(main.log).parent.mkdir(parents=True, exist_ok=True)
+    env = {**main.env, "EDGEBUS_ALLINONE__CHILDREN_FILE": str(path), "EDGEBUS_LOG__FILE": main.log, "PYTHONUNBUFFERED": "1"}
+    return main.argv, env
+
+
+def exec_all_in_one(plan: NodePlan) -> None:
+    argv, env = all_in_one_launch(plan)
+    os.chdir(Path(__file__).resolve().parents[2])
+    os.execve(argv[0], argv, {**{k: v for k, v in os.environ.items() if not k.startswith("EDGEBUS_")}, **env})

@@ -7,16 +7,19 @@ The docker-compose file and the Kubernetes manifests are rendered from this same
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from collections.abc import Callable
-
 from edgebus import names
+from edgebus.allinone.ondemand import OPTIONAL as ON_DEMAND
+from edgebus.allinone.settings import member_env
 from edgebus.bus import Bus, BusAuth
 from edgebus.cri.containerd import ContainerdConfig, containerd_binary, usable
 from edgebus.auth.pki import admin_token, ensure_signing_key
@@ -24,14 +27,34 @@ from edgebus.auth.tokens import write_secret
 from edgebus.identity.cloud import CloudPki
 from edgebus.identity.node import NodeIdentity
 from edgebus.images import BUSYBOX_IMAGE, PAUSE_IMAGE, archive_path
-from edgebus.natsd import HubConfig, LeafConfig, nats_server_binary
+from edgebus.natsd import CLUSTER_RESOLVER_SYNC, HubConfig, LeafConfig, nats_server_binary
 from edgebus.runtime.settings import to_env
 
 DEFAULT_DIR = Path(os.environ.get("EDGEBUS_LAB_DIR", str(Path.home() / ".edgebus" / "lab")))
 DEFAULT_BASE_PORT = 14200
+#: client pings of the edge services to their node's own server. A server that ends closes
+#: its connections (noticed at once, without a ping); pings only find a server that hangs,
+#: so they need not wake an idle node every other second.
+LOCAL_PING_INTERVAL = 20
 #: the metaserver's port in each node's 10-port block
 METASERVER_SLOT = 9
-CLOUD_SERVICES = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "endpointcontroller")
+CLOUD_SERVICES = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "endpointcontroller", "scheduler")
+#: The workload controllers (cloud), each its own process. Their ops ports are the 10-port
+#: block right after the last node's (``base + 10 + NODE_BLOCK·N``): the cloud's own block
+#: (``base .. base + 9``) is full.
+WORKLOAD_CONTROLLERS = (
+    "deploymentcontroller",
+    "replicasetcontroller",
+    "daemonsetcontroller",
+    "statefulsetcontroller",
+    "jobcontroller",
+    "cronjobcontroller",
+    "garbagecollector",
+    "nodegroupcontroller",
+    "edgeapplicationcontroller",
+)
+#: every cloud user the cloud's PKI issues a credential for: each service's own, and the admin
+CLOUD_USERS = (*CLOUD_SERVICES, *WORKLOAD_CONTROLLERS, "admin")
 EDGE_SERVICES = ("edgehub", "metamanager")
 #: each node's port block: slots 0..9 as below, 10..19 for edgemesh and later additions
 NODE_BLOCK = 20
@@ -65,6 +88,8 @@ class ProcSpec:
     #: renders the config file at each start instead (it depends on files made at run time,
     #: e.g. a node's credential after it joined)
     render_config: Callable[[], str] | None = None
+    #: started only while the node needs it (a mapper, edgemesh: see edgebus.allinone.ondemand)
+    on_demand: bool = False
 
     def config(self) -> str | None:
         return self.render_config() if self.render_config is not None else self.config_text
@@ -80,7 +105,7 @@ class LabPlan:
     heartbeat: float = 10.0
     status_interval: float = 60.0
     log_level: str = "INFO"
-    #: per node, the hub leafnode URL it dials when not the hub's own (a NAT, a proxy)
+    #: per node, the hub leafnode URL(s, comma-separated) it dials when not the hub's own (a NAT, a proxy)
     leaf_urls: dict[str, str] = field(default_factory=dict)
     #: run devicecontroller, devicetwin and the mappers, and the simulated Modbus device
     devices: bool = True
@@ -98,6 +123,22 @@ class LabPlan:
     link_lifetime: float = 30 * 86400.0
     #: run the cloud too (False: only the nodes, which dial a cloud elsewhere)
     run_cloud: bool = True
+    #: every edge service of a node in one process (``python -m edgebus.allinone``)
+    all_in_one: bool = False
+    #: seconds an on-demand service (a mapper, edgemesh) keeps running once not needed
+    on_demand_linger: float = 60.0
+    #: the node servers' JetStream limits and the Go runtime's soft memory limit
+    nats_max_memory_store: str = "32M"
+    nats_max_file_store: str = "2G"
+    nats_gomemlimit: str | None = "48MiB"
+    #: pods' resolv.conf names the node's edgemesh DNS: each node's DNS on port 53 of an
+    #: address of its own loopback range (None: when port 53 can be bound, i.e. as root or
+    #: with ``net.ipv4.ip_unprivileged_port_start`` <= 53; otherwise each node's DNS is on a
+    #: port of its block and pods get the host's resolv.conf)
+    pod_dns: bool | None = None
+    #: nats-servers of the cloud: 1, or a cluster (3: JetStream R3 for every cloud stream
+    #: and bucket; services and nodes are given every server's URL and fail over)
+    cloud_servers: int = 1
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -106,7 +147,7 @@ class LabPlan:
 
     def cloud_pki(self) -> CloudPki:
         """The cloud's trust material, made on first use (see :mod:`edgebus.identity.cloud`)."""
-        users = (*CLOUD_SERVICES, "admin")
+        users = CLOUD_USERS
         return CloudPki.ensure(self.cloud_pki_dir, hosts=sorted({self.host, "127.0.0.1", "localhost"} - {"0.0.0.0"}), users=users)
 
     def node_identity(self, node: str) -> NodeIdentity:
@@ -128,10 +169,16 @@ class LabPlan:
             write_secret(token, admin_token(signing.private).encode())
 
     def cloud_nats_settings(self, user: str) -> dict[str, Any]:
+        url = ",".join(self.cloud_nats_urls)
         if not self.secure:
-            return {"url": self.cloud_nats_url}
+            return {"url": url}
         p = CloudPki(self.cloud_pki_dir)
-        return {"url": self.cloud_nats_url, "creds_file": str(p.creds_file(user)), "ca_file": str(p.ca_file) if self.tls else None}
+        return {"url": url, "creds_file": str(p.creds_file(user)), "ca_file": str(p.ca_file) if self.tls else None}
+
+    @property
+    def stream_replicas(self) -> int:
+        """Replicas of the cloud's streams and buckets: 3 on a cluster of 3 or more."""
+        return min(self.cloud_servers, 3)
 
     @property
     def tls_ca_file(self) -> str | None:
@@ -146,7 +193,7 @@ class LabPlan:
     def cloud_bus(self, name: str, *, user: str = "admin", request_timeout: float = 5.0) -> Bus:
         """A connection to the cloud's server (as an admin by default)."""
         n = self.cloud_nats_settings(user)
-        return Bus(n["url"], name=name, request_timeout=request_timeout, auth=BusAuth(creds_file=n.get("creds_file"), ca_file=n.get("ca_file")))
+        return Bus(n["url"].split(","), name=name, request_timeout=request_timeout, auth=BusAuth(creds_file=n.get("creds_file"), ca_file=n.get("ca_file")))
 
     def node_bus(self, node: str, name: str, *, user: str = "edgebus", request_timeout: float = 5.0) -> Bus:
         """A connection to a node's own server (as one of its local users)."""
@@ -177,6 +224,8 @@ class LabPlan:
     @property
     def ca_file(self) -> str | None:
         return str(CloudPki(self.cloud_pki_dir).ca_file) if self.secure else None
+    #: run the workload controllers (Deployments, DaemonSets, StatefulSets, Jobs, ...)
+    workloads: bool = True
 
     # -- ports ------------------------------------------------------------------------
     @property
@@ -192,6 +241,8 @@ class LabPlan:
         return self.base_port + 2
 
     def cloud_ops_port(self, service: str) -> int:
+        if service in WORKLOAD_CONTROLLERS:
+            return self.base_port + 10 + NODE_BLOCK * len(self.nodes) + WORKLOAD_CONTROLLERS.index(service)
         return self.base_port + 3 + CLOUD_SERVICES.index(service)
 
     def node_base(self, node: str) -> int:
@@ -204,6 +255,10 @@ class LabPlan:
 
     def node_mqtt_port(self, node: str) -> int:
         return self.node_base(node) + 1
+
+    def dmi_socket(self, node: str) -> str:
+        """The node's DMI socket (devicetwin's ``DeviceManagerService``), for DMI mappers."""
+        return str(self._dir("nodes", node, "devicetwin", "dmi.sock"))
 
     def metaserver_port(self, node: str) -> int:
         """The node's metaserver: kubectl against the node's own store."""
@@ -223,6 +278,18 @@ class LabPlan:
     def mesh_dns_port(self, node: str) -> int:
         """The node's edgemesh DNS server (UDP and TCP) on ``host``."""
         return self.node_base(node) + MESH_DNS_SLOT
+
+    @property
+    def pod_dns_on(self) -> bool:
+        return self.pod_dns if self.pod_dns is not None else can_bind_port_53()
+
+    def mesh_dns(self, node: str) -> tuple[str, int]:
+        """Where the node's edgemesh DNS listens: with pod DNS, port 53 on the 53rd address
+        of the node's service range (``127.40.140.53`` for edge-1 of the default lab; the
+        nameserver of its pods' resolv.conf), else ``host`` and the node's DNS port."""
+        if self.pod_dns_on:
+            return node_dns_address(self.service_cidr(node)), 53
+        return self.host, self.mesh_dns_port(node)
 
     def service_cidr(self, node: str) -> str:
         """The loopback range of the node's Service addresses: all nodes of a lab share one
@@ -249,10 +316,13 @@ class LabPlan:
         if self.run_cloud:
             ports += [self.cloud_nats_port, self.cloud_leaf_port, self.apiserver_port]
             ports += [self.cloud_ops_port(s) for s in CLOUD_SERVICES if s != "apiserver" and (self.devices or s != "devicecontroller")]
+            ports += [self.cloud_ops_port(s) for s in WORKLOAD_CONTROLLERS] if self.workloads else []
+            if self.cloud_servers > 1:
+                ports += [p for k in range(self.cloud_servers) for p in (self.server_ports(k) if k else self.server_ports(k)[2:])]
         for n in self.nodes:
             ports += [self.node_nats_port(n), self.node_mqtt_port(n), self.metaserver_port(n)]
             ports += [self.node_ops_port(n, s) for s in EDGE_SERVICES]
-            ports += [self.edged_ops_port(n), self.edgemesh_ops_port(n), self.mesh_dns_port(n)]
+            ports += [self.edged_ops_port(n), self.edgemesh_ops_port(n)] + ([] if self.pod_dns_on else [self.mesh_dns_port(n)])
             if self.devices:
                 ports += [self.node_ops_port(n, s) for s in DEVICE_SERVICES]
                 sim = self.sim_modbus_port(n)
@@ -268,20 +338,50 @@ class LabPlan:
     # -- urls -------------------------------------------------------------------------
     @property
     def cloud_nats_url(self) -> str:
+        """The first cloud server's URL (see :attr:`cloud_nats_urls` for all of them)."""
         return f"nats://{self.host}:{self.cloud_nats_port}"
+
+    @property
+    def cloud_nats_urls(self) -> list[str]:
+        """Every cloud server's client URL (a connection fails over between them)."""
+        first = self.cloud_nats_url
+        return [first, *(f"nats://{self.host}:{self.server_ports(k)[0]}" for k in range(1, self.cloud_servers))]
+
+    def server_ports(self, k: int) -> tuple[int, int, int]:
+        """Cloud server *k*'s (0-based) client, leafnode and route ports: the first server
+        keeps the cloud's usual client and leafnode ports; a cluster's other ports are a
+        block after the workload controllers' (``base + 20 + NODE_BLOCK·N``)."""
+        block = self.base_port + 20 + NODE_BLOCK * len(self.nodes) + 3 * k
+        if k == 0:
+            return self.cloud_nats_port, self.cloud_leaf_port, block + 2
+        return block, block + 1, block + 2
+
+    def cloud_leaf_ports(self) -> list[int]:
+        return [self.server_ports(k)[1] for k in range(self.cloud_servers)]
 
     @property
     def apiserver_url(self) -> str:
         return self.api_url()
 
+    @property
+    def console_url(self) -> str:
+        """The web console, served by the apiserver under ``/console``."""
+        return f"{self.apiserver_url}/console/"
+
     def node_nats_url(self, node: str) -> str:
         return f"nats://{self.host}:{self.node_nats_port(node)}"
+
+    @property
+    def advertised_leaf_urls(self) -> list[str]:
+        """The hub's leafnode URLs cloudhub hands a node when it joins (the address nodes
+        dial: the hub's own here, an advertised address on a host of its own)."""
+        return [f"nats-leaf://{self.host}:{p}" for p in self.cloud_leaf_ports()]
 
     # -- processes ----------------------------------------------------------------------
     def _dir(self, *parts: str) -> Path:
         return Path(self.data_dir, *parts)
 
-    def _service(self, group: str, service: str, settings: dict[str, Any], ops_port: int, ready_url: str | None = None) -> ProcSpec:
+    def _service(self, group: str, service: str, settings: dict[str, Any], ops_port: int, ready_url: str | None = None, *, on_demand: bool = False) -> ProcSpec:
         env = to_env({"log": {"level": self.log_level}, "ops": {"host": self.host, "port": ops_port}, **settings})
         return ProcSpec(
             name=f"{group}/{service}",
@@ -290,35 +390,60 @@ class LabPlan:
             env=env,
             log=str(self._dir("logs", group, f"{service}.log")),
             ready_url=ready_url or f"http://{self.host}:{ops_port}/readyz",
+            on_demand=on_demand,
         )
 
-    def hub_config(self) -> HubConfig:
+    def server_dir(self, k: int = 0) -> Path:
+        """Cloud server *k*'s dir (store, resolver, config): ``cloud/nats``, ``cloud/nats-2``..."""
+        return self._dir("cloud", "nats" if k == 0 else f"nats-{k + 1}")
+
+    def _render_hub_config(self, k: int) -> str:
+        return self.hub_config(k).render()
+
+    def hub_config(self, k: int = 0) -> HubConfig:
+        """Cloud server *k*'s configuration; on a cluster each has its own store and full
+        resolver (they pass account updates to each other) and routes to the others."""
         auth = None
+        d = self.server_dir(k)
         if self.secure:
-            auth = CloudPki(self.cloud_pki_dir).hub_auth(str(self._dir("cloud", "nats", "resolver")), client_tls=self.tls)
-        return HubConfig(
-            store_dir=str(self._dir("cloud", "nats", "js")),
-            port=self.cloud_nats_port,
-            leaf_port=self.cloud_leaf_port,
-            host=self.host,
-            auth=auth,
-        )
+            auth = CloudPki(self.cloud_pki_dir).hub_auth(str(d / "resolver"), client_tls=self.tls)
+            if self.cloud_servers > 1:
+                auth.sync_interval = CLUSTER_RESOLVER_SYNC
+        port, leaf, route = self.server_ports(k)
+        cluster: dict[str, Any] = {}
+        if self.cloud_servers > 1:
+            peers = [f"nats-route://{self.host}:{self.server_ports(j)[2]}" for j in range(self.cloud_servers) if j != k]
+            cluster = {"name": f"cloud-{k + 1}", "cluster_name": "edgebus", "cluster_port": route, "routes": peers}
+        return HubConfig(store_dir=str(d / "js"), port=port, leaf_port=leaf, host=self.host, auth=auth, **cluster)
+
+    def cloud_server_processes(self) -> list[ProcSpec]:
+        """The cloud's nats-servers: ``cloud/nats`` (and ``cloud/nats-2``, ... on a cluster)."""
+        out = []
+        for k in range(self.cloud_servers):
+            conf = str(self.server_dir(k) / "nats.conf")
+            suffix = "" if k == 0 else f"-{k + 1}"
+            out.append(
+                ProcSpec(
+                    name=f"cloud/nats{suffix}",
+                    group="cloud",
+                    argv=[nats_server_binary(), "-c", conf],
+                    env={},
+                    log=str(self._dir("logs", "cloud", f"nats{suffix}.log")),
+                    ready_port=self.server_ports(k)[0],
+                    config_file=conf,
+                    render_config=functools.partial(self._render_hub_config, k),
+                )
+            )
+        return out
 
     def cloud_processes(self) -> list[ProcSpec]:
-        conf = str(self._dir("cloud", "nats", "nats.conf"))
-        nats = ProcSpec(
-            name="cloud/nats",
-            group="cloud",
-            argv=[nats_server_binary(), "-c", conf],
-            env={},
-            log=str(self._dir("logs", "cloud", "nats.log")),
-            ready_port=self.cloud_nats_port,
-            config_file=conf,
-            render_config=lambda: self.hub_config().render(),
-        )
+        servers = self.cloud_server_processes()
 
         def settings(service: str) -> dict[str, Any]:
-            return {"nats": self.cloud_nats_settings(service)}
+            nats = self.cloud_nats_settings(service)
+            if self.stream_replicas > 1:
+                nats["replicas"] = self.stream_replicas
+            return {"nats": nats}
 
         api_cfg: dict[str, Any] = {"host": self.host, "port": self.apiserver_port}
         if self.secure:
@@ -334,22 +459,26 @@ class LabPlan:
                 pki_dir=str(self.cloud_pki_dir),
                 system_creds_file=str(p.sys_creds_file),
                 link_lifetime=self.link_lifetime,
-                leaf_urls=json.dumps([f"nats-leaf://{self.host}:{self.cloud_leaf_port}"]),
+                leaf_urls=json.dumps(self.advertised_leaf_urls),
                 apiserver_url=self.apiserver_url,
             )
         api = self._service("cloud", "apiserver", {**settings("apiserver"), "apiserver": api_cfg}, 0, ready_url=f"{self.apiserver_url}/readyz")
         hubsvc = self._service("cloud", "cloudhub", {**settings("cloudhub"), "cloudhub": hub_cfg}, self.cloud_ops_port("cloudhub"))
         ctl = self._service("cloud", "edgecontroller", settings("edgecontroller"), self.cloud_ops_port("edgecontroller"))
         epctl = self._service("cloud", "endpointcontroller", settings("endpointcontroller"), self.cloud_ops_port("endpointcontroller"))
-        if not self.devices:
-            return [nats, api, hubsvc, ctl, epctl]
-        devctl = self._service("cloud", "devicecontroller", settings("devicecontroller"), self.cloud_ops_port("devicecontroller"))
-        return [nats, api, hubsvc, ctl, epctl, devctl]
+        sched = self._service("cloud", "scheduler", settings("scheduler"), self.cloud_ops_port("scheduler"))
+        out = [*servers, api, hubsvc, ctl, epctl, sched]
+        if self.devices:
+            out.append(self._service("cloud", "devicecontroller", settings("devicecontroller"), self.cloud_ops_port("devicecontroller")))
+        if self.workloads:
+            out += [self._service("cloud", name, settings(name), self.cloud_ops_port(name)) for name in WORKLOAD_CONTROLLERS]
+        return out
 
     def leaf_config(self, node: str) -> LeafConfig:
         """The node's server; its link to the cloud only once the node has joined."""
         ident = self.node_identity(node)
-        hub_url = self.leaf_urls.get(node) or f"nats-leaf://{self.host}:{self.cloud_leaf_port}"
+        given = self.leaf_urls.get(node)
+        hub_urls = given.split(",") if given else self.advertised_leaf_urls
         auth = ident.leaf_auth(node) if self.secure else None
         if auth is not None:
             auth.tls = self.tls
@@ -358,10 +487,12 @@ class LabPlan:
             domain=names.node_domain(node),
             store_dir=str(self._dir("nodes", node, "nats", "js")),
             port=self.node_nats_port(node),
-            hub_urls=[hub_url] if (not self.secure or ident.joined) else [],
+            hub_urls=hub_urls if (not self.secure or ident.joined) else [],
             host=self.host,
             mqtt_port=self.node_mqtt_port(node),
             auth=auth,
+            max_memory_store=self.nats_max_memory_store,
+            max_file_store=self.nats_max_file_store,
         )
 
     def node_processes(self, node: str) -> list[ProcSpec]:
@@ -370,21 +501,34 @@ class LabPlan:
             name=f"{node}/nats",
             group=node,
             argv=[nats_server_binary(), "-c", conf],
-            env={},
+            env=self.nats_env(),
             log=str(self._dir("logs", node, "nats.log")),
             ready_port=self.node_nats_port(node),
             config_file=conf,
             render_config=lambda: self.leaf_config(node).render(),
         )
+        services = self.node_services(node)
+        sim = self.sim_process(node)
+        procs = [nats, *self.runtime_processes(node)]
+        if self.all_in_one:
+            return [*procs, self.allinone_process(node, services), *([sim] if sim else [])]
+        for name, cfg, ops in services:
+            if name == "devicetwin" and sim:
+                procs.append(sim)  # the device, then what drives it
+            procs.append(self._service(node, name, cfg, ops, on_demand=name in ON_DEMAND))
+        return procs
+
+    def node_services(self, node: str) -> list[tuple[str, dict[str, Any], int]]:
+        """Every edge service of the node: its name, its settings and its ops port, in start
+        order (the same whether each is its own process or all share one)."""
 
         def base(user: str) -> dict[str, Any]:
-            return {"node": node, "nats": {**self.node_nats_settings(node, user), "ping_interval": 2}}
+            return {"node": node, "nats": {**self.node_nats_settings(node, user), "ping_interval": LOCAL_PING_INTERVAL}}
 
         hub_cfg: dict[str, Any] = {"heartbeat_interval": self.heartbeat, "status_interval": self.status_interval, "internal_ip": self.internal_ip}
         if self.secure:
             ident = self.node_identity(node)
             hub_cfg.update(identity_dir=str(ident.dir), system_nkey_file=str(ident.local_nkey_file("system")))
-        hub = self._service(node, "edgehub", {**base("edgehub"), "edgehub": hub_cfg}, self.node_ops_port(node, "edgehub"))
         mm_cfg: dict[str, Any] = {"data_dir": str(self._dir("nodes", node, "metamanager")), "metaserver_host": self.host, "metaserver_port": self.metaserver_port(node)}
         if self.secure:
             ident = self.node_identity(node)
@@ -394,17 +538,49 @@ class LabPlan:
                 metaserver_tls_cert_file=str(ident.metaserver_cert_file),
                 metaserver_tls_key_file=str(ident.metaserver_key_file),
             )
-        mm = self._service(node, "metamanager", {**base("metamanager"), "metamanager": mm_cfg}, self.node_ops_port(node, "metamanager"))
-        mesh = self._service(
-            node,
-            "edgemesh",
-            {**base("edgemesh"), "edgemesh": {"dns_host": self.host, "dns_port": self.mesh_dns_port(node), "service_cidr": self.service_cidr(node)}},
-            self.edgemesh_ops_port(node),
-        )
-        procs = [nats, *self.runtime_processes(node), mm, hub, self.edged_process(node, base("edged")), mesh]
-        if not self.devices:
-            return procs
-        return [*procs, *self.device_processes(node, base("devicetwin"))]
+        dns_host, dns_port = self.mesh_dns(node)
+        mesh_cfg = {"dns_host": dns_host, "dns_port": dns_port, "service_cidr": self.service_cidr(node)}
+        out = [
+            ("metamanager", {**base("metamanager"), "metamanager": mm_cfg}, self.node_ops_port(node, "metamanager")),
+            ("edgehub", {**base("edgehub"), "edgehub": hub_cfg}, self.node_ops_port(node, "edgehub")),
+            ("edged", {**base("edged"), "edged": self.edged_settings(node)}, self.edged_ops_port(node)),
+            ("edgemesh", {**base("edgemesh"), "edgemesh": mesh_cfg}, self.edgemesh_ops_port(node)),
+        ]
+        if self.devices:
+            out.append(("devicetwin", {**base("devicetwin"), "devicetwin": {"data_dir": str(self._dir("nodes", node, "devicetwin"))}}, self.node_ops_port(node, "devicetwin")))
+            for mapper in ("mappers.modbus", "mappers.opcua"):
+                out.append((mapper, {"node": node, "nats": self.mapper_nats_settings(node, mapper)}, self.node_ops_port(node, mapper)))
+        return out
+
+    def allinone_process(self, node: str, services: list[tuple[str, dict[str, Any], int]]) -> ProcSpec:
+        """Every edge service of the node in one process (``python -m edgebus.allinone``): each
+        keeps its own settings (credential, data dir, ports) under its own prefix; the
+        process has one ops endpoint (edgehub's port) and its own credential, to follow what
+        the node needs (the on-demand services)."""
+        names_ = [name for name, _, _ in services]
+        settings = {
+            "node": node,
+            "nats": {**self.node_nats_settings(node, "allinone"), "ping_interval": LOCAL_PING_INTERVAL},
+            "allinone": {
+                "services": json.dumps([n for n in names_ if n not in ON_DEMAND]),
+                "on_demand": json.dumps([n for n in names_ if n in ON_DEMAND]),
+                "linger": self.on_demand_linger,
+            },
+        }
+        spec = self._service(node, "allinone", settings, self.node_ops_port(node, "edgehub"))
+        spec.argv = [sys.executable, "-m", "edgebus.allinone"]
+        for name, cfg, _ in services:
+            spec.env.update(member_env(name, cfg))
+        return spec
+
+    def process_of(self, node: str, service: str) -> str:
+        """The name of the lab process that runs a node's service (``edge-1/edged``, or
+        ``edge-1/allinone`` when the node runs all in one)."""
+        return f"{node}/allinone" if self.all_in_one else f"{node}/{service}"
+
+    def nats_env(self) -> dict[str, str]:
+        """A node server's environment: the Go runtime's soft memory limit."""
+        return {"GOMEMLIMIT": self.nats_gomemlimit} if self.nats_gomemlimit else {}
 
     def runtime_processes(self, node: str) -> list[ProcSpec]:
         """The node's private containerd (root, sockets and runc state of its own)."""
@@ -425,51 +601,39 @@ class LabPlan:
             )
         ]
 
-    def edged_process(self, node: str, base: dict[str, Any]) -> ProcSpec:
-        """edged, with the lab's images preloaded (busybox, and the sandbox image)."""
+    def edged_settings(self, node: str) -> dict[str, Any]:
+        """edged's group, with the lab's images preloaded (busybox, and the sandbox image)."""
         cache = {"cache": Path(self.image_cache)} if self.image_cache else {}
         images = [str(archive_path(name, **cache)) for name in (BUSYBOX_IMAGE, PAUSE_IMAGE)]
-        return self._service(
-            node,
-            "edged",
-            {
-                **base,
-                "edged": {
-                    "containerd": self.node_containerd(node).address,
-                    "data_dir": str(self._dir("nodes", node, "edged")),
-                    "internal_ip": self.internal_ip,
-                    "status_interval": self.status_interval,
-                    "preload_images": json.dumps(images),
-                },
-            },
-            self.edged_ops_port(node),
-        )
+        return {
+            "containerd": self.node_containerd(node).address,
+            "data_dir": str(self._dir("nodes", node, "edged")),
+            "internal_ip": self.internal_ip,
+            "status_interval": self.status_interval,
+            "preload_images": json.dumps(images),
+            **({"cluster_dns": json.dumps([self.mesh_dns(node)[0]])} if self.pod_dns_on else {}),
+        }
 
-    def device_processes(self, node: str, base: dict[str, Any]) -> list[ProcSpec]:
-        out = []
+    def sim_process(self, node: str) -> ProcSpec | None:
+        """The simulated Modbus thermostat (the first node of a lab with devices)."""
         sim = self.sim_modbus_port(node)
-        if sim:
-            out.append(
-                ProcSpec(
-                    name=f"{node}/modbus-sim",
-                    group=node,
-                    argv=[sys.executable, "-m", "edgebus.cli.main", "device", "simulate", "modbus", "--host", self.host, "--port", str(sim)],
-                    env={},
-                    log=str(self._dir("logs", node, "modbus-sim.log")),
-                    ready_port=sim,
-                )
-            )
-        out.append(self._service(node, "devicetwin", {**base, "devicetwin": {"data_dir": str(self._dir("nodes", node, "devicetwin"))}}, self.node_ops_port(node, "devicetwin")))
-        for mapper in ("mappers.modbus", "mappers.opcua"):
-            out.append(self._service(node, mapper, {**base, "nats": self.mapper_nats_settings(node, mapper)}, self.node_ops_port(node, mapper)))
-        return out
+        if not sim:
+            return None
+        return ProcSpec(
+            name=f"{node}/modbus-sim",
+            group=node,
+            argv=[sys.executable, "-m", "edgebus.cli.main", "device", "simulate", "modbus", "--host", self.host, "--port", str(sim)],
+            env={},
+            log=str(self._dir("logs", node, "modbus-sim.log")),
+            ready_port=sim,
+        )
 
     def mapper_nats_settings(self, node: str, mapper: str) -> dict[str, Any]:
         """A mapper's own credential: KubeEdge's device topics only."""
         if not self.secure:
-            return {"url": self.node_nats_url(node), "ping_interval": 2}
+            return {"url": self.node_nats_url(node), "ping_interval": LOCAL_PING_INTERVAL}
         cred = self.node_identity(node).mapper(mapper.rsplit(".", 1)[-1])
-        return {"url": self.node_nats_url(node), "ping_interval": 2, "nkey_file": str(cred.nkey_file), "inbox_prefix": names.mapper_inbox_prefix(node)}
+        return {"url": self.node_nats_url(node), "ping_interval": LOCAL_PING_INTERVAL, "nkey_file": str(cred.nkey_file), "inbox_prefix": names.mapper_inbox_prefix(node)}
 
     def processes(self) -> list[ProcSpec]:
         out = self.replicated(self.cloud_processes()) if self.run_cloud else []
@@ -498,3 +662,21 @@ class LabPlan:
                     env["EDGEBUS_OPS__PORT"] = str(ops)
                 out.append(replace(spec, name=f"cloud/{svc}-{k}", env=env, log=spec.log.replace(".log", f"-{k}.log"), ready_url=ready))
         return out
+
+
+def node_dns_address(service_cidr: str) -> str:
+    """The node's DNS address inside its service range (offset 53; edgemesh gives it to no
+    Service)."""
+    return str(ipaddress.ip_network(service_cidr, strict=False).network_address + 53)
+
+
+def can_bind_port_53() -> bool:
+    """Whether this process may listen on port 53 (root, or unprivileged ports start at or
+    below 53)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return int(f.read().strip()) <= 53
+    except (OSError, ValueError):
+        return False

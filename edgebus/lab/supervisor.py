@@ -23,14 +23,17 @@ from typing import Any
 import httpx
 
 from edgebus import names
+from edgebus.backoff import delay_for
 from edgebus.cri import CriClient, CriError, remove_all
 from edgebus.cri.containerd import kill_shims, prepare_dirs
+from edgebus.wasm.runtime import kill_workers
 from edgebus.images import lab_images
 from edgebus.identity.cloud import CloudPki
 from edgebus.identity.join import join
 from edgebus.identity.tokens import Token, secret_object
 from edgebus.lab.plan import ProcSpec, LabPlan
 from edgebus.proc import parent_death_signal
+from edgebus.runtime.settings import is_setting_variable
 
 log = logging.getLogger("edgebus.lab")
 
@@ -67,15 +70,19 @@ class LabState:
     ca_file: str | None = None
     admin_creds: str | None = None
     api_token_file: str | None = None
+    #: the web console (served by the apiserver; sign in with the admin token)
+    console: str | None = None
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Lab:
-    def __init__(self, plan: LabPlan, *, die_with_supervisor: bool = False) -> None:
+    def __init__(self, plan: LabPlan, *, die_with_supervisor: bool = False, cgroups: dict[str, str] | None = None) -> None:
         self.plan = plan
         #: children get SIGTERM if the supervisor dies (tests: an interrupted run leaves nothing)
         self.die_with_supervisor = die_with_supervisor
+        #: process name -> the cgroup dir (e.g. a memory cgroup) it runs in, from its exec on
+        self.cgroups = cgroups or {}
         self.procs: dict[str, Proc] = {p.name: Proc(p) for p in plan.processes()}
         self.data = Path(plan.data_dir)
         self.sock_path = self.data / "lab.sock"
@@ -83,6 +90,10 @@ class Lab:
         self._stop = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self.ready = False
+        #: per node: the task starting and stopping its on-demand processes
+        self._demand: dict[str, asyncio.Task[None]] = {}
+        #: per node: the on-demand services it needs now
+        self.wanted: dict[str, set[str]] = {}
 
     # -- processes --------------------------------------------------------------------
     def _spawn(self, p: Proc) -> None:
@@ -92,7 +103,10 @@ class Lab:
         if spec.config_file and text is not None:
             Path(spec.config_file).parent.mkdir(parents=True, exist_ok=True)
             Path(spec.config_file).write_text(text)
-        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        # settings come from the plan only: an EDGEBUS_* setting of the calling shell is
+        # not passed on (it would reach every service, also those it is unknown to)
+        inherited = {k: v for k, v in os.environ.items() if not is_setting_variable(k)}
+        env = {**inherited, **spec.env, "PYTHONUNBUFFERED": "1"}
         logf = open(spec.log, "ab")
         p.popen = subprocess.Popen(
             spec.argv,
@@ -101,11 +115,24 @@ class Lab:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
-            preexec_fn=parent_death_signal if self.die_with_supervisor else None,
+            preexec_fn=self._preexec(spec),
         )
         logf.close()
         p.started_at = time.monotonic()
         log.info("started %s (pid %d)", spec.name, p.popen.pid)
+
+    def _preexec(self, spec: ProcSpec) -> Any:
+        cgroup = self.cgroups.get(spec.name)
+        if cgroup is None and not self.die_with_supervisor:
+            return None
+
+        def preexec() -> None:  # in the child, before exec
+            if self.die_with_supervisor:
+                parent_death_signal()
+            if cgroup is not None:
+                Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
+
+        return preexec
 
     async def _wait_ready(self, p: Proc, timeout: float = 30.0) -> None:
         spec = p.spec
@@ -134,7 +161,11 @@ class Lab:
         raise TimeoutError(f"{spec.name} not ready after {timeout:.0f}s; see {spec.log}")
 
     async def start_group(self, group: str, *, wait: bool = True) -> None:
-        procs = [p for p in self.procs.values() if p.spec.group == group]
+        """Start a group's processes (its servers first); on-demand ones only once the node
+        needs them (:meth:`_follow_demand`)."""
+        if group in self.plan.nodes and self.plan.secure and self.plan.run_cloud:
+            await self.join_nodes([group])  # a node that joins later (no-op once joined)
+        procs = [p for p in self.procs.values() if p.spec.group == group and not p.spec.on_demand]
         for p in procs:
             p.wanted = True
             if p.popen is None or p.popen.poll() is not None:
@@ -143,12 +174,55 @@ class Lab:
                 await self._wait_ready(p)
         if wait:
             await asyncio.gather(*(self._wait_ready(p) for p in procs if not _is_server(p.spec)))
+        if any(p.spec.group == group and p.spec.on_demand for p in self.procs.values()) and group not in self._demand:
+            self._demand[group] = asyncio.create_task(self._follow_demand(group), name=f"demand:{group}")
         self.write_state()
+
+    async def _follow_demand(self, node: str) -> None:
+        """Start a node's on-demand processes while it needs them (a mapper while a Device
+        of its protocol is bound to the node, edgemesh while it has Services), stop them
+        when it no longer does."""
+        from edgebus.allinone.ondemand import Demand
+        from edgebus.metaclient import MetaClient
+
+        on_demand = {p.spec.name.split("/", 1)[1]: p for p in self.procs.values() if p.spec.group == node and p.spec.on_demand}
+
+        async def apply(wanted: set[str]) -> None:
+            self.wanted[node] = wanted
+            for svc, p in on_demand.items():
+                if svc in wanted and not p.wanted:
+                    p.wanted = True
+                    if p.popen is None or p.popen.poll() is not None:
+                        self._spawn(p)
+                elif svc not in wanted and p.wanted:
+                    p.wanted = False
+                    if p.popen is not None and p.popen.poll() is None:
+                        p.popen.send_signal(signal.SIGTERM)
+            self.write_state()
+
+        bus = self.plan.node_bus(node, "edgebus-lab-demand")
+        demand = Demand(MetaClient(bus, node, source="lab"), on_demand, apply, linger=self.plan.on_demand_linger)
+        bus.on_state(lambda up: demand.relist() if up else None)
+        try:
+            await bus.connect()
+            while True:
+                try:
+                    await demand.run()
+                except Exception:
+                    log.exception("following what %s needs failed; again in 1s", node)
+                    await asyncio.sleep(1.0)
+        finally:
+            await bus.close()
 
     async def stop_group(self, group: str, *, timeout: float = 10.0, remove_pods: bool = False) -> None:
         """SIGTERM the group's processes (services first, its servers last). A node's
         containers are stopped before its containerd, as a power-off does (and removed
         with ``remove_pods``, so ``edgebus down`` leaves no container behind)."""
+        demand = self._demand.pop(group, None)
+        if demand is not None:
+            demand.cancel()
+            await asyncio.gather(demand, return_exceptions=True)
+        self.wanted.pop(group, None)
         procs = [p for p in self.procs.values() if p.spec.group == group]
         for p in procs:
             p.wanted = False
@@ -186,7 +260,7 @@ class Lab:
                 if p.wanted and p.popen is not None and p.popen.poll() is not None:
                     code = p.popen.returncode
                     p.restarts += 1
-                    delay = min(0.5 * 2 ** min(p.restarts, 5), 10.0)
+                    delay = delay_for(p.restarts, 0.5, 10.0)
                     log.warning("%s exited with %s; restarting in %.1fs (restart %d)", p.spec.name, code, delay, p.restarts)
                     p.popen = None
                     asyncio.get_running_loop().call_later(delay, self._respawn, p)
@@ -196,11 +270,11 @@ class Lab:
             self._spawn(p)
             self.write_state()
 
-    async def join_nodes(self) -> None:
-        """Join every node that has no credential yet, exactly as a real node does: a
-        bootstrap token (one use per node, valid for an hour) and ``edgebus node join``'s
-        HTTPS exchange with the apiserver."""
-        todo = [n for n in self.plan.nodes if not self.plan.node_identity(n).joined]
+    async def join_nodes(self, nodes: list[str] | None = None) -> None:
+        """Join every node (of ``nodes``) that has no credential yet, exactly as a real node
+        does: a bootstrap token (one use per node, valid for an hour) and ``edgebus node
+        join``'s HTTPS exchange with the apiserver."""
+        todo = [n for n in (nodes if nodes is not None else self.plan.nodes) if not self.plan.node_identity(n).joined]
         if not todo:
             return
         token = await create_token(self.plan, uses=len(todo), ttl=3600.0, description="edgebus lab")
@@ -214,11 +288,12 @@ class Lab:
             supervisor_pid=os.getpid(),
             data_dir=str(self.data),
             apiserver=self.plan.apiserver_url,
-            cloud_nats=self.plan.cloud_nats_url,
+            cloud_nats=",".join(self.plan.cloud_nats_urls),
             ready=self.ready,
             ca_file=self.plan.ca_file,
             admin_creds=str(CloudPki(self.plan.cloud_pki_dir).creds_file("admin")) if self.plan.secure else None,
             api_token_file=str(self.plan.cloud_pki_dir / "admin.token") if self.plan.secure else None,
+            console=self.plan.console_url,
         )
         for n in self.plan.nodes:
             st.nodes[n] = {
@@ -226,7 +301,7 @@ class Lab:
                 "mqtt": f"mqtt://{self.plan.host}:{self.plan.node_mqtt_port(n)}",
                 "domain": names.node_domain(n),
                 "metaserver": f"http://{self.plan.host}:{self.plan.metaserver_port(n)}",
-                "dns": f"{self.plan.host}:{self.plan.mesh_dns_port(n)}",
+                "dns": "{}:{}".format(*self.plan.mesh_dns(n)),
                 "logs": str(self.data / "logs" / n),
                 "identity": str(self.plan.node_identity(n).dir),
             }
@@ -281,7 +356,9 @@ class Lab:
             writer.close()
 
     # -- lifecycle --------------------------------------------------------------------
-    async def up(self) -> None:
+    async def up(self, *, nodes: list[str] | None = None) -> None:
+        """Start the cloud and the nodes (only ``nodes``, when given: the others join later
+        with :meth:`start_group`)."""
         self.data.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data.chmod(0o700)
         busy = [p for p in self.plan.all_ports() if not port_free(self.plan.host, p)]
@@ -302,9 +379,10 @@ class Lab:
         if self.plan.run_cloud:
             await self.start_group("cloud")
             if self.plan.secure:
-                await self.join_nodes()
+                await self.join_nodes(nodes)  # the others join when they start
         for n in self.plan.nodes:
-            await self.start_group(n)
+            if nodes is None or n in nodes:
+                await self.start_group(n)
         self.ready = True
         self.write_state()
 
@@ -328,6 +406,7 @@ class Lab:
         self.ready = False
         for n in reversed(self.plan.nodes):
             await self.stop_group(n, remove_pods=True)
+            kill_workers(Path(self.plan.data_dir, "nodes", n))  # Wasm pods (they outlive edged)
             if self.plan.use_containerd:
                 shutil.rmtree(self.plan.node_containerd(n).run_dir, ignore_errors=True)
         if self.plan.run_cloud:
@@ -349,7 +428,7 @@ async def create_token(plan: LabPlan, *, uses: int | None, ttl: float | None, de
     from edgebus.objectstore import ObjectStore
 
     p = CloudPki(plan.cloud_pki_dir)
-    bus = Bus(plan.cloud_nats_url, name="edgebus-lab", auth=BusAuth(creds_file=str(p.creds_file("admin")), ca_file=plan.tls_ca_file))
+    bus = Bus(plan.cloud_nats_urls, name="edgebus-lab", auth=BusAuth(creds_file=str(p.creds_file("admin")), ca_file=plan.tls_ca_file))
     await bus.connect(retry_for=30)
     try:
         store = ObjectStore(bus)

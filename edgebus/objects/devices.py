@@ -21,12 +21,13 @@ each property in ``set``.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
+from edgebus.objects.shapes import as_dict
 
-from edgebus.objects.validation import Causes, check_dns_subdomain
 
 # -- property types ---------------------------------------------------------------------
 
@@ -35,9 +36,11 @@ FLOAT = "FLOAT"
 DOUBLE = "DOUBLE"
 STRING = "STRING"
 BOOLEAN = "BOOLEAN"
-PROPERTY_TYPES = (INT, FLOAT, DOUBLE, STRING, BOOLEAN)
-#: KubeEdge types edgebus does not serve (no mapper can carry them yet).
-UNSUPPORTED_TYPES = ("BYTES", "STREAM")
+BYTES = "BYTES"
+STREAM = "STREAM"
+PROPERTY_TYPES = (INT, FLOAT, DOUBLE, STRING, BOOLEAN, BYTES, STREAM)
+#: Types whose values edgebus carries as opaque strings (its own mappers read none of them).
+OPAQUE_TYPES = (BYTES, STREAM)
 NUMERIC = (INT, FLOAT, DOUBLE)
 
 READ_WRITE = "ReadWrite"
@@ -51,7 +54,13 @@ HOLDING = "HoldingRegister"
 INPUT = "InputRegister"
 MODBUS_REGISTERS = (COIL, DISCRETE_INPUT, HOLDING, INPUT)
 WRITABLE_REGISTERS = (COIL, HOLDING)
-MODBUS_DATA_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "boolean", "string")
+#: KubeEdge's visitor data types (mappers-go / mapper-framework, case-insensitive there too)
+KUBEEDGE_DATA_TYPES = ("int", "float", "double", "boolean", "string", "bytes")
+#: edgebus's explicit widths (an extension: signed/unsigned integers, IEEE floats)
+EXPLICIT_DATA_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+MODBUS_DATA_TYPES = KUBEEDGE_DATA_TYPES + EXPLICIT_DATA_TYPES
+#: canonical spelling of Modbus visitor keys (KubeEdge's e2e fixtures capitalise them)
+MODBUS_VISITOR_KEYS = ("register", "offset", "limit", "scale", "isSwap", "isRegisterSwap", "dataType")
 
 PROTOCOL_MODBUS = "modbus"
 PROTOCOL_OPCUA = "opcua"
@@ -71,7 +80,7 @@ def parse_value(ptype: str, raw: Any) -> int | float | str | bool:
     t = norm_type(ptype)
     if raw is None or isinstance(raw, (dict, list, tuple)):
         raise ValueError(f"must be a {t.lower()} scalar, got {type(raw).__name__ if raw is not None else 'null'}")
-    if t == STRING:
+    if t in (STRING, BYTES, STREAM):
         if isinstance(raw, bool):
             return "true" if raw else "false"
         return str(raw)
@@ -187,7 +196,7 @@ def model_props(model: dict[str, Any] | None) -> dict[str, Prop]:
         out[p["name"]] = Prop(
             name=p["name"],
             type=t,
-            access=p.get("accessMode") if p.get("accessMode") in ACCESS_MODES else READ_WRITE,
+            access=str(p["accessMode"]) if p.get("accessMode") in ACCESS_MODES else READ_WRITE,
             minimum=_bound(p.get("minimum")),
             maximum=_bound(p.get("maximum")),
             unit=str(p.get("unit") or ""),
@@ -302,208 +311,72 @@ def device_rules(device: dict[str, Any]) -> list[Rule]:
     return out
 
 
-# -- validation (shape; the model cross-check needs the model, see check_against_model) --
 
 
-def _int_field(c: Causes, field: str, v: Any, *, minimum: int = 0) -> None:
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        c.invalid(field, v, f"must be an integer >= {minimum}")
+# -- visitors and the model's defaults -------------------------------------------------
 
 
-def check_model(c: Causes, obj: dict[str, Any]) -> None:
-    spec = obj.get("spec")
-    if spec is None:
-        return
-    if not isinstance(spec, dict):
-        c.type_error("spec", "an object", spec)
-        return
-    props = spec.get("properties")
-    if props is None:
-        props = []
-    if not isinstance(props, list):
-        c.type_error("spec.properties", "a list", props)
-        return
-    seen: set[str] = set()
-    for i, p in enumerate(props):
-        f = f"spec.properties[{i}]"
-        if not isinstance(p, dict):
-            c.type_error(f, "an object", p)
+def coerce_scalar(v: Any) -> Any:
+    """A configData scalar as a mapper reads it: numeric and boolean strings as values
+    (KubeEdge's fixtures write ``offset: "2"``, ``isSwap: "true"``)."""
+    if not isinstance(v, str):
+        return v
+    t = v.strip()
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    try:
+        return int(t, 10)
+    except ValueError:
+        pass
+    try:
+        f = float(t)
+    except ValueError:
+        return v
+    return f if math.isfinite(f) else v
+
+
+def modbus_visitor(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """A Modbus visitor's ``configData`` with canonical keys (any case: ``Register``,
+    ``register``) and typed values (``"2"`` -> 2, ``"true"`` -> True); ``dataType`` lower-cased.
+    Unknown keys are kept as they are."""
+    canon = {k.lower(): k for k in MODBUS_VISITOR_KEYS}
+    out: dict[str, Any] = {}
+    for k, v in (cfg or {}).items():
+        key = canon.get(str(k).lower(), k)
+        if key in MODBUS_VISITOR_KEYS and key not in ("register", "dataType"):
+            v = coerce_scalar(v)
+        elif key == "dataType" and isinstance(v, str):
+            v = v.lower()
+        if key in out and key != k:
+            continue  # the canonical spelling wins over another one
+        out[key] = v
+    return out
+
+
+def effective_device(device: dict[str, Any], model: dict[str, Any] | None) -> dict[str, Any]:
+    """The device with its model's defaults applied, as KubeEdge's edge hands it to a mapper:
+    a model property's ``visitors`` (and its ``configData`` keys) and the model's
+    ``protocolConfigData`` apply unless the device sets them."""
+
+    out = copy.deepcopy(device)
+    mspec = (model or {}).get("spec") if isinstance((model or {}).get("spec"), dict) else {}
+    spec = out.get("spec") if isinstance(out.get("spec"), dict) else None
+    if not mspec or spec is None:
+        return out
+    mvis = {p["name"]: p.get("visitors") for p in mspec.get("properties") or [] if isinstance(p, dict) and isinstance(p.get("visitors"), dict)}
+    for p in device_properties(out):
+        mv = mvis.get(p["name"])
+        if not mv:
             continue
-        name = p.get("name")
-        if not isinstance(name, str) or not name:
-            c.required(f"{f}.name")
-        elif name in seen:
-            c.duplicate(f"{f}.name", name)
-        else:
-            seen.add(name)
-        t = norm_type(p.get("type"))
-        if p.get("type") is None:
-            c.required(f"{f}.type")
-        elif t in UNSUPPORTED_TYPES:
-            c.add(f"{f}.type", "FieldValueNotSupported", f"Unsupported value: \"{p.get('type')}\": edgebus does not carry {t} properties")
-        elif t not in PROPERTY_TYPES:
-            c.unsupported(f"{f}.type", p.get("type"), PROPERTY_TYPES)
-        am = p.get("accessMode")
-        if am is not None and am not in ACCESS_MODES:
-            c.unsupported(f"{f}.accessMode", am, ACCESS_MODES)
-        lo, hi = p.get("minimum"), p.get("maximum")
-        for key, v in (("minimum", lo), ("maximum", hi)):
-            if v not in (None, "") and _bound(v) is None:
-                c.invalid(f"{f}.{key}", v, "must be a number")
-            elif v not in (None, "") and t not in NUMERIC and t in PROPERTY_TYPES:
-                c.invalid(f"{f}.{key}", v, f"only numeric properties have a {key}")
-        if _bound(lo) is not None and _bound(hi) is not None and _bound(lo) > _bound(hi):  # type: ignore[operator]
-            c.invalid(f"{f}.minimum", lo, "must not be greater than maximum")
-
-
-def _check_modbus_visitor(c: Causes, f: str, cfg: dict[str, Any]) -> None:
-    reg = cfg.get("register")
-    if reg is None:
-        c.required(f"{f}.register")
-    elif reg not in MODBUS_REGISTERS:
-        c.unsupported(f"{f}.register", reg, MODBUS_REGISTERS)
-    _int_field(c, f"{f}.offset", cfg.get("offset"))
-    if cfg.get("offset") is not None and isinstance(cfg.get("offset"), int) and cfg["offset"] > 65535:
-        c.invalid(f"{f}.offset", cfg["offset"], "must be at most 65535")
-    _int_field(c, f"{f}.limit", cfg.get("limit"), minimum=1)
-    scale = cfg.get("scale")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale == 0):
-        c.invalid(f"{f}.scale", scale, "must be a non-zero number")
-    for k in ("isSwap", "isRegisterSwap"):
-        if cfg.get(k) is not None and not isinstance(cfg.get(k), bool):
-            c.type_error(f"{f}.{k}", "a boolean", cfg.get(k))
-    dt = cfg.get("dataType")
-    if dt is not None and dt not in MODBUS_DATA_TYPES:
-        c.unsupported(f"{f}.dataType", dt, MODBUS_DATA_TYPES)
-
-
-def check_device(c: Causes, obj: dict[str, Any]) -> None:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        c.required("spec")
-        return
-    ref = spec.get("deviceModelRef")
-    if not isinstance(ref, dict):
-        c.required("spec.deviceModelRef.name")
-    else:
-        check_dns_subdomain(c, "spec.deviceModelRef.name", ref.get("name"))
-    if spec.get("nodeName") not in (None, ""):
-        check_dns_subdomain(c, "spec.nodeName", spec.get("nodeName"))
-    proto = spec.get("protocol")
-    protocol = ""
-    if proto is not None:
-        if not isinstance(proto, dict):
-            c.type_error("spec.protocol", "an object", proto)
-        else:
-            protocol = proto.get("protocolName") or ""
-            if not isinstance(protocol, str) or not protocol:
-                c.required("spec.protocol.protocolName")
-            if proto.get("configData") is not None and not isinstance(proto.get("configData"), dict):
-                c.type_error("spec.protocol.configData", "an object", proto.get("configData"))
-    props = spec.get("properties")
-    if props is not None and not isinstance(props, list):
-        c.type_error("spec.properties", "a list", props)
-        props = []
-    seen: set[str] = set()
-    for i, p in enumerate(props or []):
-        f = f"spec.properties[{i}]"
-        if not isinstance(p, dict):
-            c.type_error(f, "an object", p)
-            continue
-        name = p.get("name")
-        if not isinstance(name, str) or not name:
-            c.required(f"{f}.name")
-        elif name in seen:
-            c.duplicate(f"{f}.name", name)
-        else:
-            seen.add(name)
-        d = p.get("desired")
-        if d is not None:
-            if not isinstance(d, dict):
-                c.type_error(f"{f}.desired", "an object", d)
-            elif isinstance(d.get("value"), (dict, list)):
-                c.type_error(f"{f}.desired.value", "a string", d.get("value"))
-        for k in ("reportCycle", "collectCycle"):
-            _int_field(c, f"{f}.{k}", p.get(k))
-        v = p.get("visitors")
-        if v is None:
-            continue
-        if not isinstance(v, dict):
-            c.type_error(f"{f}.visitors", "an object", v)
-            continue
-        cfg = v.get("configData")
-        if cfg is not None and not isinstance(cfg, dict):
-            c.type_error(f"{f}.visitors.configData", "an object", cfg)
-            continue
-        vp = v.get("protocolName") or protocol
-        if vp == PROTOCOL_MODBUS:
-            _check_modbus_visitor(c, f"{f}.visitors.configData", cfg or {})
-        elif vp == PROTOCOL_OPCUA and not isinstance((cfg or {}).get("nodeID"), str):
-            c.required(f"{f}.visitors.configData.nodeID")
-    rules = spec.get("rules")
-    if rules is not None:
-        if not isinstance(rules, list):
-            c.type_error("spec.rules", "a list", rules)
-        else:
-            names: set[str] = set()
-            for i, r in enumerate(rules):
-                try:
-                    rule = parse_rule(r)
-                except ValueError as exc:
-                    c.invalid(f"spec.rules[{i}]", r.get("name") if isinstance(r, dict) else r, str(exc))
-                    continue
-                if rule.name in names:
-                    c.duplicate(f"spec.rules[{i}].name", rule.name)
-                names.add(rule.name)
-
-
-def check_against_model(device: dict[str, Any], model: dict[str, Any]) -> Causes:
-    """What is wrong with ``device`` given its ``model``: unknown properties, desired values
-    that do not parse, are out of range or target a read-only property, rules that name
-    unknown properties or set read-only ones, writable properties on read-only registers."""
-    c = Causes()
-    props = model_props(model)
-    for i, p in enumerate(device_properties(device)):
-        f = f"spec.properties[{i}]"
-        mp = props.get(p["name"])
-        if mp is None:
-            c.invalid(f"{f}.name", p["name"], f"the model {device_model_name(device)} has no such property")
-            continue
-        d = p.get("desired")
-        if isinstance(d, dict) and d.get("value") not in (None, ""):
-            if not mp.writable:
-                c.invalid(f"{f}.desired.value", d["value"], f"property {mp.name} is {READ_ONLY}")
-            else:
-                try:
-                    mp.check(d["value"])
-                except ValueError as exc:
-                    c.invalid(f"{f}.desired.value", d["value"], str(exc))
-        cfg = ((p.get("visitors") or {}).get("configData") or {}) if isinstance(p.get("visitors"), dict) else {}
-        if mp.writable and isinstance(cfg, dict) and cfg.get("register") in (DISCRETE_INPUT, INPUT):
-            c.invalid(f"{f}.visitors.configData.register", cfg.get("register"), f"property {mp.name} is {READ_WRITE} but this register cannot be written")
-    for i, r in enumerate(device_rules(device)):
-        f = f"spec.rules[{i}]"
-        cond = props.get(r.prop)
-        if cond is None:
-            c.invalid(f"{f}.when", r.prop, "no such property in the model")
-        else:
-            try:
-                parse_value(cond.type, r.literal)
-            except ValueError as exc:
-                c.invalid(f"{f}.when", r.literal, str(exc))
-            if r.op not in ("==", "!=") and cond.type not in NUMERIC:
-                c.invalid(f"{f}.when", r.op, f"{cond.type} properties only compare with == and !=")
-        for k, v in r.set:
-            target = props.get(k)
-            if target is None:
-                c.invalid(f"{f}.set", k, "no such property in the model")
-            elif not target.writable:
-                c.invalid(f"{f}.set", k, f"property {k} is {READ_ONLY}")
-            else:
-                try:
-                    target.check(v)
-                except ValueError as exc:
-                    c.invalid(f"{f}.set.{k}", v, str(exc))
-    return c
+        dv = as_dict(p.get("visitors"))
+        merged = {**copy.deepcopy(mv), **{k: v for k, v in dv.items() if k != "configData"}}
+        cfg = {**(mv.get("configData") or {}), **(dv.get("configData") or {})} if isinstance(mv.get("configData"), dict) or isinstance(dv.get("configData"), dict) else None
+        if cfg is not None:
+            merged["configData"] = cfg
+        p["visitors"] = merged
+    pcd = mspec.get("protocolConfigData")
+    if isinstance(pcd, dict) and pcd:
+        proto = spec.setdefault("protocol", {}) if isinstance(spec.get("protocol"), dict) or spec.get("protocol") is None else None
+        if proto is not None:
+            proto["configData"] = {**copy.deepcopy(pcd), **(proto.get("configData") or {})}
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgebus import names
-from edgebus.objects.validation import Causes
+from edgebus.objects.checks import Causes, checks
 
 SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 ROLE_KINDS = ("Role", "ClusterRole")
@@ -59,10 +59,12 @@ def _check_rules(c: Causes, obj: dict[str, Any], *, namespaced: bool) -> None:
             c.required(f"{f}.apiGroups")
 
 
+@checks("roles", name=check_rbac_name)
 def check_role(c: Causes, obj: dict[str, Any]) -> None:
     _check_rules(c, obj, namespaced=True)
 
 
+@checks("clusterroles", name=check_rbac_name)
 def check_cluster_role(c: Causes, obj: dict[str, Any]) -> None:
     _check_rules(c, obj, namespaced=False)
 
@@ -102,14 +104,17 @@ def _check_binding(c: Causes, obj: dict[str, Any], *, cluster: bool) -> None:
             c.unsupported(f"{f}.apiGroup", s.get("apiGroup"), ("rbac.authorization.k8s.io",))
 
 
+@checks("rolebindings", name=check_rbac_name)
 def check_role_binding(c: Causes, obj: dict[str, Any]) -> None:
     _check_binding(c, obj, cluster=False)
 
 
+@checks("clusterrolebindings", name=check_rbac_name)
 def check_cluster_role_binding(c: Causes, obj: dict[str, Any]) -> None:
     _check_binding(c, obj, cluster=True)
 
 
+@checks("serviceaccounts")
 def check_service_account(c: Causes, obj: dict[str, Any]) -> None:
     for key in ("secrets", "imagePullSecrets"):
         v = obj.get(key)

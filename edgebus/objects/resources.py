@@ -19,6 +19,8 @@ class Resource:
     namespaced: bool = True
     short_names: tuple[str, ...] = ()
     singular: str = ""
+    #: discovery categories (``all``: what ``kubectl get all`` lists)
+    categories: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -41,12 +43,12 @@ class Resource:
 
 NAMESPACES = Resource("namespaces", "Namespace", namespaced=False, short_names=("ns",), singular="namespace")
 NODES = Resource("nodes", "Node", namespaced=False, short_names=("no",), singular="node")
-PODS = Resource("pods", "Pod", short_names=("po",), singular="pod")
+PODS = Resource("pods", "Pod", short_names=("po",), singular="pod", categories=("all",))
 CONFIGMAPS = Resource("configmaps", "ConfigMap", short_names=("cm",), singular="configmap")
 SECRETS = Resource("secrets", "Secret", singular="secret")
 
 EVENTS = Resource("events", "Event", short_names=("ev",), singular="event")
-SERVICES = Resource("services", "Service", short_names=("svc",), singular="service")
+SERVICES = Resource("services", "Service", short_names=("svc",), singular="service", categories=("all",))
 ENDPOINTS = Resource("endpoints", "Endpoints", short_names=("ep",), singular="endpoints")
 DEVICES_GROUP = "devices.kubeedge.io"
 DEVICES = Resource("devices", "Device", group=DEVICES_GROUP, version="v1beta1", singular="device")
@@ -60,9 +62,37 @@ ROLEBINDINGS = Resource("rolebindings", "RoleBinding", group=RBAC_GROUP, singula
 CLUSTERROLEBINDINGS = Resource("clusterrolebindings", "ClusterRoleBinding", group=RBAC_GROUP, namespaced=False, singular="clusterrolebinding")
 RBAC_RESOURCES = (ROLES, CLUSTERROLES, ROLEBINDINGS, CLUSTERROLEBINDINGS)
 
+# -- workloads (apps/v1, batch/v1) -------------------------------------------------------
+DEPLOYMENTS = Resource("deployments", "Deployment", group="apps", short_names=("deploy",), singular="deployment", categories=("all",))
+REPLICASETS = Resource("replicasets", "ReplicaSet", group="apps", short_names=("rs",), singular="replicaset", categories=("all",))
+DAEMONSETS = Resource("daemonsets", "DaemonSet", group="apps", short_names=("ds",), singular="daemonset", categories=("all",))
+STATEFULSETS = Resource("statefulsets", "StatefulSet", group="apps", short_names=("sts",), singular="statefulset", categories=("all",))
+CONTROLLERREVISIONS = Resource("controllerrevisions", "ControllerRevision", group="apps", singular="controllerrevision")
+JOBS = Resource("jobs", "Job", group="batch", singular="job", categories=("all",))
+CRONJOBS = Resource("cronjobs", "CronJob", group="batch", short_names=("cj",), singular="cronjob", categories=("all",))
+WORKLOADS = (DEPLOYMENTS, REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, JOBS, CRONJOBS)
+# -- KubeEdge's node groups (apps.kubeedge.io/v1alpha1) -----------------------------------
+NODEGROUPS_GROUP = "apps.kubeedge.io"
+NODEGROUPS = Resource("nodegroups", "NodeGroup", group=NODEGROUPS_GROUP, version="v1alpha1", namespaced=False, short_names=("ng",), singular="nodegroup")
+EDGEAPPLICATIONS = Resource("edgeapplications", "EdgeApplication", group=NODEGROUPS_GROUP, version="v1alpha1", short_names=("eapp",), singular="edgeapplication")
+
 RESOURCES: dict[str, Resource] = {
     r.plural: r
-    for r in (NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, SERVICES, ENDPOINTS, DEVICES, DEVICEMODELS, SERVICEACCOUNTS, *RBAC_RESOURCES)
+    for r in (
+        NAMESPACES, NODES, PODS, CONFIGMAPS, SECRETS, EVENTS, SERVICES, ENDPOINTS, DEVICES, DEVICEMODELS,
+        SERVICEACCOUNTS, *RBAC_RESOURCES, *WORKLOADS, NODEGROUPS, EDGEAPPLICATIONS,
+    )
+}
+
+#: ``metrics.k8s.io/v1beta1`` (``kubectl top``): read-only, served by the apiserver from the
+#: nodes' latest usage reports, never stored as objects
+METRICS_GROUP = "metrics.k8s.io"
+METRICS: dict[str, Resource] = {
+    r.plural: r
+    for r in (
+        Resource("nodes", "NodeMetrics", group=METRICS_GROUP, version="v1beta1", namespaced=False, singular=""),
+        Resource("pods", "PodMetrics", group=METRICS_GROUP, version="v1beta1", singular=""),
+    )
 }
 
 #: Kinds that are only ever created, answered and never stored (the access and identity
@@ -79,6 +109,41 @@ REVIEWS: dict[str, Resource] = {
         Resource("selfsubjectreviews", "SelfSubjectReview", group=AUTHENTICATION_GROUP, namespaced=False, singular="selfsubjectreview"),
     )
 }
+
+POLICY_GROUP = "policy"
+PODDISRUPTIONBUDGETS = Resource("poddisruptionbudgets", "PodDisruptionBudget", group=POLICY_GROUP, short_names=("pdb",), singular="poddisruptionbudget")
+RESOURCES[PODDISRUPTIONBUDGETS.plural] = PODDISRUPTIONBUDGETS
+
+#: ``node.k8s.io/v1`` RuntimeClass (cluster-scoped; ``handler`` and ``scheduling`` at the top
+#: level, no spec): which runtime a pod's ``runtimeClassName`` selects on its node.
+NODE_GROUP = "node.k8s.io"
+RUNTIMECLASSES = Resource("runtimeclasses", "RuntimeClass", group=NODE_GROUP, namespaced=False, singular="runtimeclass")
+RESOURCES[RUNTIMECLASSES.plural] = RUNTIMECLASSES
+
+#: ``events.k8s.io/v1`` Events: the same stored objects as core/v1 Events (Kubernetes
+#: serves both), converted on the way in and out (:mod:`edgebus.objects.eventsv1`).
+EVENTS_GROUP = "events.k8s.io"
+EVENTS_V1 = Resource("events", "Event", group=EVENTS_GROUP, short_names=("ev",), singular="event")
+
+#: Resources served as a second view of a stored one: (group, version, plural) -> the
+#: view. ``RESOURCES`` (keyed by plural, the storage key) holds the stored form only;
+#: :func:`stored` maps a view to it.
+EVENT_VIEWS: dict[tuple[str, str, str], Resource] = {(EVENTS_V1.group, EVENTS_V1.version, EVENTS_V1.plural): EVENTS_V1}
+
+
+def is_view(r: Resource) -> bool:
+    return EVENT_VIEWS.get((r.group, r.version, r.plural)) == r
+
+
+def stored(r: Resource) -> Resource:
+    """The resource whose objects a (view) resource shows."""
+    return RESOURCES[r.plural] if is_view(r) else r
+
+
+def served() -> list[Resource]:
+    """Every resource the API serves: the stored ones, then the views."""
+    return [*RESOURCES.values(), *EVENT_VIEWS.values()]
+
 
 #: Namespaces every cluster has.
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -98,7 +163,7 @@ def resolve(name: str) -> Resource:
 
 
 def by_kind(api_version: str, kind: str) -> Resource:
-    for r in RESOURCES.values():
+    for r in served():
         if r.kind == kind and r.api_version == api_version:
             return r
     raise UnknownResource(f'no matches for kind "{kind}" in version "{api_version}"')

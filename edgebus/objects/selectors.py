@@ -45,7 +45,9 @@ _KEY = re.compile(r"^\s*(!?)\s*([A-Za-z0-9][-A-Za-z0-9_./]*)\s*$")
 
 
 def _split_top(expr: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in expr:
         if ch == "(":
             depth += 1
@@ -115,7 +117,65 @@ def parse_field_selector(expr: str | None) -> list[tuple[str, str, str]]:
     return out
 
 
-def field_predicate(expr: str | None) -> Predicate:
+#: the fields each resource can be selected by, as Kubernetes' field label conversions allow
+#: (every resource: ``metadata.name`` and ``metadata.namespace``)
+FIELD_LABELS: dict[str, frozenset[str]] = {
+    "pods": frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        }
+    ),
+    "nodes": frozenset({"spec.unschedulable"}),
+    "events": frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "source.component",  # what ``source`` selects (the events.k8s.io view converts it so)
+            "type",
+        }
+    ),
+    "secrets": frozenset({"type"}),
+    "namespaces": frozenset({"status.phase"}),
+    "services": frozenset({"spec.clusterIP", "spec.type"}),
+    "replicationcontrollers": frozenset({"status.replicas"}),
+    "replicasets": frozenset({"status.replicas"}),
+    "jobs": frozenset({"status.successful"}),
+    # edgebus: a Device is bound to a node as a pod is
+    "devices": frozenset({"spec.nodeName"}),
+}
+_COMMON_FIELD_LABELS = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def check_field_labels(expr: str | None, resource: str) -> None:
+    """Refuse a field selector naming a field ``resource`` cannot be selected by (400), as
+    Kubernetes does, rather than answer with nothing."""
+    allowed = FIELD_LABELS.get(resource, frozenset())
+    for path, _op, _value in parse_field_selector(expr):
+        if path not in _COMMON_FIELD_LABELS and path not in allowed:
+            raise BadRequest(f"field label not supported: {path}")
+
+
+def field_predicate(expr: str | None, resource: str | None = None) -> Predicate:
+    """A predicate for ``expr``; with ``resource`` (a plural), fields it cannot be
+    selected by are refused first (:func:`check_field_labels`)."""
+    if resource is not None:
+        check_field_labels(expr, resource)
     reqs = parse_field_selector(expr)
     if not reqs:
         return lambda _obj: True
@@ -136,3 +196,40 @@ def field_equals(expr: str | None, path: str) -> str | None:
         if p == path and op == "=":
             return v
     return None
+
+
+def selector_matches(selector: Any, labels: dict[str, str] | None) -> bool:
+    """Whether a ``metav1.LabelSelector`` (``matchLabels`` and ``matchExpressions`` with
+    ``In``, ``NotIn``, ``Exists``, ``DoesNotExist``) selects ``labels``. An empty selector
+    selects everything; a missing (None) or malformed one selects nothing."""
+    if not isinstance(selector, dict):
+        return False
+    labels = labels if isinstance(labels, dict) else {}
+    ml = selector.get("matchLabels") or {}
+    if not isinstance(ml, dict):
+        return False
+    for k, v in ml.items():
+        if labels.get(k) != v:
+            return False
+    exprs = selector.get("matchExpressions") or []
+    if not isinstance(exprs, list):
+        return False
+    for e in exprs:
+        if not isinstance(e, dict) or not isinstance(e.get("key"), str):
+            return False
+        key, op = e["key"], e.get("operator")
+        values = [str(v) for v in e.get("values") or [] if v is not None] if isinstance(e.get("values"), list) else []
+        has = key in labels
+        if op == "In":
+            ok = has and labels[key] in values
+        elif op == "NotIn":
+            ok = not has or labels[key] not in values
+        elif op == "Exists":
+            ok = has
+        elif op == "DoesNotExist":
+            ok = not has
+        else:
+            return False
+        if not ok:
+            return False
+    return True

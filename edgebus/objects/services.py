@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from edgebus.objects.validation import Causes, check_dns_label, check_dns_subdomain
+from edgebus.objects.checks import Causes, check_dns_label, check_dns_subdomain, checks
+from edgebus.objects.shapes import as_dict
 
 LB_ANNOTATION = "edgebus.io/lb-policy"
 ROUND_ROBIN = "round-robin"
@@ -44,6 +45,7 @@ def _check_port_name(c: Causes, field: str, v: Any) -> None:
         c.invalid(field, v, "must be no more than 15 characters, contain only lowercase alphanumerics and '-', and contain at least one letter")
 
 
+@checks("services")
 def check_service(c: Causes, obj: dict[str, Any]) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
@@ -57,6 +59,8 @@ def check_service(c: Causes, obj: dict[str, Any]) -> None:
         if not isinstance(sel, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sel.items()):
             c.type_error("spec.selector", "a map of strings", sel)
     ports = spec.get("ports")
+    if t == "ExternalName" and ports is None:
+        ports = []
     if t != "ExternalName" and (not isinstance(ports, list) or not ports):
         c.required("spec.ports")
         ports = []
@@ -114,6 +118,7 @@ def _check_address(c: Causes, field: str, a: Any) -> None:
         c.type_error(f"{field}.targetRef", "an object", tr)
 
 
+@checks("endpoints")
 def check_endpoints(c: Causes, obj: dict[str, Any]) -> None:
     subsets = obj.get("subsets")
     if subsets is None:
@@ -163,7 +168,7 @@ def service_ports(svc: dict[str, Any]) -> list[ServicePort]:
     for p in (svc.get("spec") or {}).get("ports") or []:
         if not isinstance(p, dict) or not _is_port(p.get("port")):
             continue
-        tp = p.get("targetPort", p["port"])
+        tp: Any = p.get("targetPort", p["port"])
         if isinstance(tp, str) and tp.isdigit():
             tp = int(tp)
         if not (_is_port(tp) or (isinstance(tp, str) and tp)):
@@ -219,7 +224,7 @@ def endpoints_for_port(ep: dict[str, Any] | None, port: ServicePort) -> list[End
             for a in s.get(key) or []:
                 if not isinstance(a, dict) or not isinstance(a.get("ip"), str):
                     continue
-                tr = a.get("targetRef") if isinstance(a.get("targetRef"), dict) else {}
+                tr = as_dict(a.get("targetRef"))
                 pod = None
                 if tr.get("kind", "Pod") == "Pod" and tr.get("name"):
                     pod = (str(tr.get("namespace") or (ep or {}).get("metadata", {}).get("namespace") or ""), str(tr["name"]))

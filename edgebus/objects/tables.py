@@ -104,6 +104,18 @@ def pod_status(pod: dict[str, Any]) -> str:
         return "Terminating"
     status = pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or "Pending"
+    inits = status.get("initContainerStatuses") or []
+    total = len((pod.get("spec") or {}).get("initContainers") or [])
+    for i, s in enumerate(inits):  # kubectl's rules: the first init container not done
+        state = s.get("state") or {}
+        term, wait = state.get("terminated"), state.get("waiting")
+        if term is not None and term.get("exitCode") == 0:
+            continue
+        if term is not None:
+            return "Init:" + str(term.get("reason") or f"ExitCode:{term.get('exitCode')}")
+        if wait is not None and wait.get("reason") and wait["reason"] != "PodInitializing":
+            return "Init:" + str(wait["reason"])
+        return f"Init:{i}/{total}"
     for s in status.get("containerStatuses") or []:
         state = s.get("state") or {}
         if "waiting" in state and state["waiting"].get("reason"):
@@ -114,7 +126,8 @@ def pod_status(pod: dict[str, Any]) -> str:
 
 
 def pod_restarts(pod: dict[str, Any]) -> str:
-    return str(sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or []))
+    st = pod.get("status") or {}
+    return str(sum(int(s.get("restartCount") or 0) for s in [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]))
 
 
 def _readiness_gates(pod: dict[str, Any]) -> str:
@@ -155,6 +168,16 @@ def device_desired(dev: dict[str, Any]) -> str:
 def _event_object(o: dict[str, Any]) -> str:
     io = o.get("involvedObject") or {}
     return f"{str(io.get('kind', '')).lower()}/{io.get('name', '')}"
+
+
+def _event_source(o: dict[str, Any]) -> str:
+    src = o.get("source") or {}
+    comp = str(src.get("component") or o.get("reportingComponent") or "")
+    return f"{comp}, {src['host']}" if src.get("host") else comp
+
+
+def _int_or_na(v: Any) -> str:
+    return "N/A" if v is None else str(v)
 
 
 def _service_ports(svc: dict[str, Any]) -> str:
@@ -250,12 +273,28 @@ COLUMNS: dict[str, list[Column]] = {
         Column("AGE", _age),
     ],
     "events": [
-        Column("NAME", _name),
         Column("LAST SEEN", lambda o: age(o.get("lastTimestamp") or o.get("firstTimestamp") or _md(o).get("creationTimestamp"))),
         Column("TYPE", lambda o: str(o.get("type") or "Normal")),
         Column("REASON", lambda o: str(o.get("reason") or "")),
         Column("OBJECT", _event_object),
+        Column("SUBOBJECT", lambda o: str((o.get("involvedObject") or {}).get("fieldPath") or ""), wide=True),
+        Column("SOURCE", _event_source, wide=True),
         Column("MESSAGE", lambda o: str(o.get("message") or "")),
+        Column("FIRST SEEN", lambda o: age(o.get("firstTimestamp") or _md(o).get("creationTimestamp")), wide=True),
+        Column("COUNT", lambda o: str(o.get("count") or 1), wide=True, type="integer"),
+        Column("NAME", _name, wide=True),
+    ],
+    "runtimeclasses": [
+        Column("NAME", _name),
+        Column("HANDLER", lambda o: str(o.get("handler") or "")),
+        Column("AGE", _age),
+    ],
+    "poddisruptionbudgets": [
+        Column("NAME", _name),
+        Column("MIN AVAILABLE", lambda o: _int_or_na((o.get("spec") or {}).get("minAvailable"))),
+        Column("MAX UNAVAILABLE", lambda o: _int_or_na((o.get("spec") or {}).get("maxUnavailable"))),
+        Column("ALLOWED DISRUPTIONS", lambda o: str((o.get("status") or {}).get("disruptionsAllowed") or 0), type="integer"),
+        Column("AGE", _age),
     ],
     "nodes": [
         Column("NAME", _name),
@@ -297,8 +336,14 @@ COLUMNS: dict[str, list[Column]] = {
 DEFAULT_COLUMNS = [Column("NAME", _name), Column("AGE", _age)]
 
 
+def _workload_columns() -> dict[str, list[Column]]:
+    from edgebus.objects.workload_tables import COLUMNS as workload  # builds on this module
+
+    return workload
+
+
 def columns(resource: str, *, wide: bool = False) -> list[Column]:
-    cols = COLUMNS.get(resource, DEFAULT_COLUMNS)
+    cols = COLUMNS.get(resource) or _workload_columns().get(resource) or DEFAULT_COLUMNS
     return [c for c in cols if wide or not c.wide]
 
 

@@ -34,7 +34,7 @@ def directive(value: str | None) -> str:
         return WARN
     if value not in DIRECTIVES:
         raise BadRequest(f'invalid fieldValidation "{value}": must be one of {", ".join(DIRECTIVES)}')
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _resolve(defs: dict[str, Any], s: Any) -> dict[str, Any]:
@@ -140,6 +140,16 @@ def strict_error(kind: str, version: str, found: list[str]) -> BadRequest:
     return BadRequest(f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {", ".join(found)}')
 
 
+#: a warning's text, at most this many characters (Kubernetes truncates warnings too)
+MAX_WARNING = 1024
+
+
 def warning_header(message: str) -> str:
-    """A ``Warning`` header value (RFC 7234 form, as the Kubernetes API server sends it)."""
-    return '299 - "' + message.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A ``Warning`` header value (RFC 7234 form, as the Kubernetes API server sends it).
+
+    Characters that are not printable (a line break would end the header) become spaces, as
+    Kubernetes does; the text goes on the wire as UTF-8, as Go sends it - returned here as
+    the Latin-1 string of those bytes, since HTTP header values are Latin-1 to the server."""
+    text = "".join(ch if ch.isprintable() else " " for ch in message[:MAX_WARNING])
+    value = '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value.encode("utf-8").decode("latin-1")

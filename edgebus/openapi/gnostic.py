@@ -2,167 +2,167 @@
 
 kubectl (client-go's discovery) asks ``/openapi/v2`` for
 ``application/com.github.proto-openapi.spec.v2@v1.0+protobuf`` and decodes the body as
-gnostic's ``openapi.v2.Document`` (``openapiv2/OpenAPIv2.proto`` of google/gnostic, the
-format the Kubernetes API server serves). This module encodes a swagger document (a dict)
-into that message, for the parts of swagger the API's document uses: paths, operations,
+gnostic's ``openapi.v2.Document``, the format the Kubernetes API server serves. This module
+fills that message (the classes generated from ``gnosticpb/openapiv2.proto``) from a swagger
+document (a dict), for the parts of swagger the API's document uses: paths, operations,
 parameters, responses, definitions (schemas with properties, items, additionalProperties,
-required, enum, default) and ``x-`` vendor extensions, which gnostic carries as YAML text
-(JSON is YAML).
-
-The protobuf wire format is written directly (field numbers from the .proto, noted per
-message below): length-delimited strings and messages, varint booleans, fixed64 doubles.
+required, enum, default, bounds) and ``x-`` vendor extensions, which gnostic carries as YAML
+text (JSON is YAML). Numbers and flags that are zero are not written, as with any proto3
+field (the Kubernetes API server's document reads the same).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import struct
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgebus.openapi.gnosticpb import openapiv2_pb2 as pb
 
 #: The response media type (the request asks for ``...spec.v2@v1.0+protobuf``; Go cannot
 #: parse an ``@`` in a media type, so the server answers with this spelling).
 CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 
 
-def _bytes(field: int, data: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _str(field: int, s: Any) -> bytes:
-    return _bytes(field, str(s).encode()) if s not in (None, "") else b""
+def _yaml(msg: pb.Any, value: Any) -> None:
+    msg.yaml = json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _strs(field: int, items: Any) -> bytes:
-    return b"".join(_bytes(field, str(s).encode()) for s in items or [])
+def _extensions(out: Any, obj: dict[str, Any]) -> None:
+    """``vendor_extension``: a ``NamedAny`` for every ``x-`` key."""
+    for k, v in obj.items():
+        if k.startswith("x-"):
+            _yaml(out.add(name=k).value, v)
 
 
-def _msg(field: int, data: bytes) -> bytes:
-    return _bytes(field, data)
+def _text(s: Any) -> str:
+    return "" if s is None else str(s)
 
 
-def _bool(field: int, v: Any) -> bytes:
-    return _varint(field << 3) + b"\x01" if v else b""
-
-
-def _int(field: int, v: Any) -> bytes:
-    return _varint(field << 3) + _varint(int(v)) if isinstance(v, int) and not isinstance(v, bool) else b""
-
-
-def _double(field: int, v: Any) -> bytes:
-    return _varint(field << 3 | 1) + struct.pack("<d", float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else b""
-
-
-def _any(value: Any) -> bytes:
-    """``Any``: value = 1 (google.protobuf.Any, unused), yaml = 2."""
-    return _str(2, json.dumps(value, separators=(",", ":"), sort_keys=True))
-
-
-def _extensions(field: int, obj: dict[str, Any]) -> bytes:
-    """Repeated ``NamedAny`` (name = 1, value = 2) for every ``x-`` key."""
-    return b"".join(_msg(field, _str(1, k) + _msg(2, _any(v))) for k, v in obj.items() if k.startswith("x-"))
-
-
-def schema(s: dict[str, Any]) -> bytes:
-    """``Schema``: _ref 1, format 2, title 3, description 4, default 5, maximum 7, minimum 9,
-    max_length 11, min_length 12, pattern 13, max_items 14, min_items 15, unique_items 16,
-    required 19, enum 20, additional_properties 21, type 22, items 23, all_of 24,
-    properties 25, read_only 27, vendor_extension 31."""
-    out = _str(1, s.get("$ref")) + _str(2, s.get("format")) + _str(3, s.get("title")) + _str(4, s.get("description"))
+def schema(s: dict[str, Any], out: pb.Schema | None = None) -> pb.Schema:
+    out = _messages().Schema() if out is None else out
+    out._ref = _text(s.get("$ref"))
+    out.format = _text(s.get("format"))
+    out.title = _text(s.get("title"))
+    out.description = _text(s.get("description"))
     if "default" in s:
-        out += _msg(5, _any(s["default"]))
-    out += _double(7, s.get("maximum")) + _double(9, s.get("minimum"))
-    out += _int(11, s.get("maxLength")) + _int(12, s.get("minLength")) + _str(13, s.get("pattern"))
-    out += _int(14, s.get("maxItems")) + _int(15, s.get("minItems")) + _bool(16, s.get("uniqueItems"))
-    out += _strs(19, s.get("required"))
-    out += b"".join(_msg(20, _any(v)) for v in s.get("enum") or [])
+        _yaml(out.default, s["default"])
+    for key, field in (("maximum", "maximum"), ("minimum", "minimum"), ("multipleOf", "multiple_of")):
+        if _number(s.get(key)):
+            setattr(out, field, float(s[key]))
+    for key, field in (
+        ("maxLength", "max_length"),
+        ("minLength", "min_length"),
+        ("maxItems", "max_items"),
+        ("minItems", "min_items"),
+        ("maxProperties", "max_properties"),
+        ("minProperties", "min_properties"),
+    ):
+        if isinstance(s.get(key), int) and not isinstance(s[key], bool):
+            setattr(out, field, s[key])
+    out.pattern = _text(s.get("pattern"))
+    out.unique_items = bool(s.get("uniqueItems"))
+    out.exclusive_maximum = bool(s.get("exclusiveMaximum"))
+    out.exclusive_minimum = bool(s.get("exclusiveMinimum"))
+    out.read_only = bool(s.get("readOnly"))
+    out.required.extend(str(r) for r in s.get("required") or [])
+    for v in s.get("enum") or []:
+        _yaml(out.enum.add(), v)
     ap = s.get("additionalProperties")
-    if isinstance(ap, dict):  # AdditionalPropertiesItem: schema 1 | boolean 2
-        out += _msg(21, _msg(1, schema(ap)))
+    if isinstance(ap, dict):
+        schema(ap, out.additional_properties.schema)
     elif isinstance(ap, bool):
-        out += _msg(21, _varint(2 << 3) + (b"\x01" if ap else b"\x00"))
+        out.additional_properties.boolean = ap
     t = s.get("type")
-    if t:  # TypeItem: value 1 (repeated)
-        out += _msg(22, _strs(1, t if isinstance(t, list) else [t]))
+    if t:
+        out.type.value.extend(t if isinstance(t, list) else [t])
     items = s.get("items")
-    if isinstance(items, dict):  # ItemsItem: schema 1 (repeated)
-        out += _msg(23, _msg(1, schema(items)))
-    out += b"".join(_msg(24, schema(x)) for x in s.get("allOf") or [])
+    if isinstance(items, dict):
+        schema(items, out.items.schema.add())
+    for x in s.get("allOf") or []:
+        schema(x, out.all_of.add())
     props = s.get("properties")
-    if isinstance(props, dict):  # Properties: additional_properties 1 = repeated NamedSchema (name 1, value 2)
-        out += _msg(25, b"".join(_msg(1, _str(1, k) + _msg(2, schema(v))) for k, v in props.items()))
-    out += _bool(27, s.get("readOnly"))
-    return out + _extensions(31, s)
-
-
-def _parameter(p: dict[str, Any]) -> bytes:
-    """``ParametersItem``: parameter 1 = ``Parameter`` (body_parameter 1 | non_body_parameter 2)."""
-    if p.get("in") == "body":
-        # BodyParameter: description 1, name 2, in 3, required 4, schema 5
-        body = _str(1, p.get("description")) + _str(2, p.get("name")) + _str(3, "body") + _bool(4, p.get("required")) + _msg(5, schema(p.get("schema") or {}))
-        return _msg(1, _msg(1, body))
-    if p.get("in") == "path":
-        # PathParameterSubSchema: required 1, in 2, description 3, name 4, type 5, format 6, unique_items 19
-        sub = _bool(1, p.get("required")) + _str(2, "path") + _str(3, p.get("description")) + _str(4, p.get("name")) + _str(5, p.get("type")) + _str(6, p.get("format")) + _bool(19, p.get("uniqueItems"))
-        return _msg(1, _msg(2, _msg(4, sub)))
-    # QueryParameterSubSchema: required 1, in 2, description 3, name 4, type 6, format 7, unique_items 20
-    sub = _bool(1, p.get("required")) + _str(2, "query") + _str(3, p.get("description")) + _str(4, p.get("name")) + _str(6, p.get("type")) + _str(7, p.get("format")) + _bool(20, p.get("uniqueItems"))
-    return _msg(1, _msg(2, _msg(3, sub)))
-
-
-def _responses(rs: dict[str, Any]) -> bytes:
-    """``Responses``: response_code 1 = repeated NamedResponseValue (name 1, value 2 =
-    ``ResponseValue``: response 1 = ``Response`` (description 1, schema 2 = ``SchemaItem``: schema 1))."""
-    out = b""
-    for code, r in rs.items():
-        resp = _str(1, r.get("description"))
-        if isinstance(r.get("schema"), dict):
-            resp += _msg(2, _msg(1, schema(r["schema"])))
-        out += _msg(1, _str(1, code) + _msg(2, _msg(1, resp)))
+    if isinstance(props, dict):
+        out.properties.SetInParent()
+        for k, v in props.items():
+            schema(v, out.properties.additional_properties.add(name=k).value)
+    _extensions(out.vendor_extension, s)
     return out
 
 
-def _operation(op: dict[str, Any]) -> bytes:
-    """``Operation``: tags 1, summary 2, description 3, operation_id 5, produces 6, consumes 7,
-    parameters 8, responses 9, schemes 10, deprecated 11, vendor_extension 13."""
-    out = _strs(1, op.get("tags")) + _str(2, op.get("summary")) + _str(3, op.get("description")) + _str(5, op.get("operationId"))
-    out += _strs(6, op.get("produces")) + _strs(7, op.get("consumes"))
-    out += b"".join(_msg(8, _parameter(p)) for p in op.get("parameters") or [])
-    out += _msg(9, _responses(op.get("responses") or {}))
-    out += _strs(10, op.get("schemes")) + _bool(11, op.get("deprecated"))
-    return out + _extensions(13, op)
+def _parameter(p: dict[str, Any], out: pb.ParametersItem) -> None:
+    param = out.parameter
+    if p.get("in") == "body":
+        body = param.body_parameter
+        body.description, body.name, body.required = _text(p.get("description")), _text(p.get("name")), bool(p.get("required"))
+        setattr(body, "in", "body")
+        schema(p.get("schema") or {}, body.schema)
+        _extensions(body.vendor_extension, p)
+        return
+    sub = param.non_body_parameter.path_parameter_sub_schema if p.get("in") == "path" else param.non_body_parameter.query_parameter_sub_schema
+    sub.required, sub.description, sub.name = bool(p.get("required")), _text(p.get("description")), _text(p.get("name"))
+    sub.type, sub.format, sub.unique_items = _text(p.get("type")), _text(p.get("format")), bool(p.get("uniqueItems"))
+    setattr(sub, "in", "path" if p.get("in") == "path" else "query")
+    _extensions(sub.vendor_extension, p)
 
 
-_METHODS = {"get": 2, "put": 3, "post": 4, "delete": 5, "options": 6, "head": 7, "patch": 8}
+def _operation(op: dict[str, Any], out: pb.Operation) -> None:
+    out.tags.extend(op.get("tags") or [])
+    out.summary, out.description, out.operation_id = _text(op.get("summary")), _text(op.get("description")), _text(op.get("operationId"))
+    out.produces.extend(op.get("produces") or [])
+    out.consumes.extend(op.get("consumes") or [])
+    for p in op.get("parameters") or []:
+        _parameter(p, out.parameters.add())
+    out.responses.SetInParent()
+    for code, r in (op.get("responses") or {}).items():
+        resp = out.responses.response_code.add(name=str(code)).value.response
+        resp.description = _text(r.get("description"))
+        if isinstance(r.get("schema"), dict):
+            schema(r["schema"], resp.schema.schema)
+    out.schemes.extend(op.get("schemes") or [])
+    out.deprecated = bool(op.get("deprecated"))
+    _extensions(out.vendor_extension, op)
 
 
-def _path_item(item: dict[str, Any]) -> bytes:
-    """``PathItem``: get 2, put 3, post 4, delete 5, options 6, head 7, patch 8, parameters 9,
-    vendor_extension 10."""
-    out = b"".join(_msg(_METHODS[m], _operation(item[m])) for m in _METHODS if m in item)
-    out += b"".join(_msg(9, _parameter(p)) for p in item.get("parameters") or [])
-    return out + _extensions(10, item)
+@functools.cache
+def _messages() -> ModuleType:
+    """The generated module, loaded on the first request (an API server whose setup did not
+    generate it still starts; only this document fails, saying why)."""
+    try:
+        from edgebus.openapi.gnosticpb import openapiv2_pb2
+    except ImportError as exc:
+        raise RuntimeError(f"gnostic's OpenAPI v2 messages are not generated (run ./dev setup, or python -m edgebus.protogen): {exc}") from exc
+    return openapiv2_pb2
+
+
+def document_message(doc: dict[str, Any]) -> pb.Document:
+    out = _messages().Document(swagger=_text(doc.get("swagger", "2.0")))
+    info = doc.get("info") or {}
+    out.info.title, out.info.version, out.info.description = _text(info.get("title")), _text(info.get("version")), _text(info.get("description"))
+    out.paths.SetInParent()
+    for path, item in (doc.get("paths") or {}).items():
+        pi = out.paths.path.add(name=path).value
+        for m in _METHODS:
+            if m in item:
+                _operation(item[m], getattr(pi, m))
+        for p in item.get("parameters") or []:
+            _parameter(p, pi.parameters.add())
+        _extensions(pi.vendor_extension, item)
+    out.definitions.SetInParent()
+    for name, s in (doc.get("definitions") or {}).items():
+        schema(s, out.definitions.additional_properties.add(name=name).value)
+    _extensions(out.vendor_extension, doc)
+    return out
 
 
 def document(doc: dict[str, Any]) -> bytes:
-    """``Document``: swagger 1, info 2 (title 1, version 2, description 3), paths 8 (path 2 =
-    repeated NamedPathItem: name 1, value 2), definitions 9 (additional_properties 1 =
-    repeated NamedSchema), vendor_extension 16."""
-    info = doc.get("info") or {}
-    out = _str(1, doc.get("swagger", "2.0")) + _msg(2, _str(1, info.get("title")) + _str(2, info.get("version")) + _str(3, info.get("description")))
-    out += _msg(8, b"".join(_msg(2, _str(1, path) + _msg(2, _path_item(item))) for path, item in (doc.get("paths") or {}).items()))
-    out += _msg(9, b"".join(_msg(1, _str(1, name) + _msg(2, schema(s))) for name, s in (doc.get("definitions") or {}).items()))
-    return out + _extensions(16, doc)
+    """The serialized ``openapi.v2.Document`` of a swagger document."""
+    return bytes(document_message(doc).SerializeToString())

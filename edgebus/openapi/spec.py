@@ -6,7 +6,8 @@
   (``api/v1``, ``apis/devices.kubeedge.io/v1beta1``), each at
   ``/openapi/v3/<gv>?hash=<content hash>`` (kubectl 1.29+).
 
-Paths are generated for the resources in :data:`edgebus.objects.RESOURCES` (so a resource
+Paths are generated for the resources :func:`edgebus.objects.served` lists and the views of
+:data:`edgebus.objects.device_views.VIEWS` (so a resource
 registered there is published here), with the operations the API really answers and the
 query parameters it really honours: ``fieldValidation`` on create / replace / patch
 (server-side field validation, :mod:`edgebus.openapi.fields`), selectors and watch on
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebus.objects import RESOURCES, REVIEWS, SERVICEACCOUNTS, Resource
-from edgebus.objectstore import STATUS_SUBRESOURCE
-from edgebus.openapi import devices
+from edgebus.objects import REVIEWS, SERVICEACCOUNTS, Resource, served
+from edgebus.objects.device_views import VIEWS
+from edgebus.objectstore import SCALE_SUBRESOURCE, STATUS_SUBRESOURCE
+from edgebus.openapi import devices, nodegroups
 
 VENDORED = Path(__file__).with_name("k8s-v1.30.json.gz")
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
@@ -36,7 +38,7 @@ PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json", "a
 def definitions() -> dict[str, Any]:
     """Every schema definition: Kubernetes' core/v1 (vendored) and the devices group."""
     data = json.loads(gzip.decompress(VENDORED.read_bytes()))
-    return {**data["definitions"], **devices.definitions()}
+    return {**data["definitions"], **devices.definitions(), **nodegroups.definitions()}
 
 
 @functools.cache
@@ -102,7 +104,10 @@ _LIST_PARAMS = [
     Param("timeoutSeconds", "query", "Timeout for the list/watch call.", type="integer"),
     Param("watch", "query", "Watch for changes to the described resources.", type="boolean"),
 ]
-_DELETE_PARAMS = [Param("gracePeriodSeconds", "query", "The duration in seconds before the object should be deleted (0: at once).", type="integer")]
+_DELETE_PARAMS = [
+    Param("gracePeriodSeconds", "query", "The duration in seconds before the object should be deleted (0: at once).", type="integer"),
+    Param("propagationPolicy", "query", "Whether and how garbage collection will be performed: Orphan, Background (the default) or Foreground."),
+]
 _LOG_PARAMS = [
     Param("container", "query", "The container for which to stream logs."),
     Param("follow", "query", "Follow the log stream of the pod.", type="boolean"),
@@ -121,8 +126,10 @@ def _group_id(r: Resource) -> str:
 
 
 def _patch_types(r: Resource) -> tuple[str, ...]:
-    """Built-in kinds take strategic merge patches; the devices group (CRD-like) does not."""
-    return PATCH_TYPES[:2] if r.group == devices.GROUP else PATCH_TYPES
+    """Built-in groups (core, dotless like ``apps``, or ``*.k8s.io``) take strategic merge
+    patches; custom groups (like CRDs: devices, node groups) only JSON and merge patches."""
+    strategic = not r.group or "." not in r.group or r.group.endswith(".k8s.io")
+    return PATCH_TYPES if strategic else PATCH_TYPES[:2]
 
 
 def review_items(reviews: list[Resource] | None = None) -> list[PathItem]:
@@ -151,7 +158,8 @@ def review_items(reviews: list[Resource] | None = None) -> list[PathItem]:
 def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
     """The API's paths, for every resource with a schema (and, for the full API, the reviews)."""
     out: list[PathItem] = [] if resources is not None else review_items()
-    for r in resources if resources is not None else list(RESOURCES.values()):
+    every = served() + [v.resource for v in VIEWS.values()]  # and the device views: v1alpha2 devices, DeviceStatus
+    for r in resources if resources is not None else every:
         obj = resource_definition(r)
         lst = definition_name(r.group, r.version, r.list_kind)
         if obj is None:
@@ -232,6 +240,31 @@ def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
                     gv,
                 )
             )
+        if r.plural in SCALE_SUBRESOURCE:
+            scale = "io.k8s.api.autoscaling.v1.Scale"
+            sgvk = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+            out.append(
+                PathItem(
+                    item + "/scale",
+                    [name, *ns],
+                    [
+                        Operation("get", "get", f"read{gid}{scope}{r.kind}Scale", f"read scale of the specified {r.kind}", sgvk, response=scale),
+                        Operation("put", "put", f"replace{gid}{scope}{r.kind}Scale", f"replace scale of the specified {r.kind}", sgvk, body=scale, response=scale, params=[_FIELD_VALIDATION]),
+                        Operation(
+                            "patch",
+                            "patch",
+                            f"patch{gid}{scope}{r.kind}Scale",
+                            f"partially update scale of the specified {r.kind}",
+                            sgvk,
+                            body=META + "Patch",
+                            response=scale,
+                            params=[_FIELD_VALIDATION],
+                            consumes=PATCH_TYPES,
+                        ),
+                    ],
+                    gv,
+                )
+            )
         if r.plural == "pods" and not r.group:
             out.append(
                 PathItem(
@@ -241,6 +274,21 @@ def path_items(resources: list[Resource] | None = None) -> list[PathItem]:
                     gv,
                 )
             )
+            for sub, kind, body_def, what in (
+                ("binding", "Binding", "io.k8s.api.core.v1.Binding", "binding of a Pod to a node (the scheduler's)"),
+                ("eviction", "Eviction", "io.k8s.api.policy.v1.Eviction", "eviction of a Pod, honouring its PodDisruptionBudgets"),
+            ):
+                if body_def not in definitions():
+                    continue
+                gvk_sub = {"group": "policy" if kind == "Eviction" else "", "version": "v1", "kind": kind}
+                out.append(
+                    PathItem(
+                        f"{item}/{sub}",
+                        [name, *ns],
+                        [Operation("post", "post", f"create{gid}{scope}Pod{kind}", f"create {what}", gvk_sub, body=body_def, response=body_def, params=[_FIELD_VALIDATION])],
+                        gv,
+                    )
+                )
     return out
 
 

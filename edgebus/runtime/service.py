@@ -17,13 +17,13 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import Gauge
 
 from edgebus import names
-from edgebus.bus import Backoff, Bus, Recorder, Router, StreamSpec, ensure_stream, serve
+from edgebus.bus import CLOUD_LIMITS, EDGE_LIMITS, Backoff, Bus, BusError, Recorder, Router, serve
 from edgebus.bus.lease import Lease
 from edgebus.errors import RetryLater
 from edgebus.logctx import ContextFilter
@@ -39,14 +39,6 @@ BUS_CONNECTED = Gauge("edgebus_bus_connected", "1 while the service is connected
 SERVICE_READY = Gauge("edgebus_service_ready", "1 while the service is ready", ["service"])
 
 Hook = Callable[["Service[Any]"], Awaitable[None]]
-
-DLQ_STREAM = StreamSpec(
-    name=names.STREAM_DLQ,
-    subjects=(names.DLQ_FILTER,),
-    description="Messages edgebus services rejected, with the reason in the Edgebus-Error header",
-    max_msgs=100_000,
-    max_age=7 * 24 * 3600.0,
-)
 
 
 def setup_logging(service: str, settings: ServiceSettings) -> None:
@@ -78,9 +70,12 @@ class Service(Generic[C]):
             request_timeout=settings.nats.request_timeout,
             auth=settings.nats.auth(),
             node=settings.node,
+            replicas=settings.nats.replicas,
         )
         self.supervisor = Supervisor(name)
-        self.recorder = Recorder(self.bus, name)
+        #: the JetStream domain this process's server belongs to: its dead letters stay there
+        self.domain = names.node_domain(settings.node) if settings.node else settings.cloud_domain
+        self.recorder = Recorder(self.bus, name, domain=self.domain, limits=EDGE_LIMITS if settings.node else CLOUD_LIMITS)
         self.ctx: C | None = None
         self.stopping = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -112,19 +107,20 @@ class Service(Generic[C]):
     def readiness_check(self, name: str, fn: Callable[[], bool]) -> None:
         self._checks[name] = fn
 
-    def lead(self, role: str, work: Callable[[], Awaitable[None]], *, ttl: float, synced: Callable[[], bool]) -> Lease:
+    def lead(self, role: str, work: Callable[[], Coroutine[Any, Any, None]], *, ttl: float, synced: Callable[[], bool]) -> Lease:
         """Run ``work`` as a supervised task only while this replica holds the ``role``
         lease (the others stand by and take over within ``ttl``); ready when ``synced()`` or
         standing by; the lease is released on stop so a standby takes over at once."""
         lease = Lease(self.bus, role, ttl=ttl)
-        self.task("lease", lease.run)
-        self.task("sync", lambda: lease.while_leader(work))
-        self.readiness_check("synced", lambda: synced() or not lease.is_leader)
+        # one service may lead several roles (cloudhub: node lifecycle and identity)
+        self.task(f"lease:{role}", lease.run)
+        self.task(f"lead:{role}", lambda: lease.while_leader(work))
+        self.readiness_check(f"synced:{role}", lambda: synced() or not lease.is_leader)
         self.on_stop(lambda _s: lease.release())
         return lease
 
     # -- state ------------------------------------------------------------------------
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         ok = self.supervisor.healthy() and not self.stopped.is_set()
         return {
             "ok": ok,
@@ -160,7 +156,7 @@ class Service(Generic[C]):
             if self._http_task.done():
                 self._http_task.result()
         await self.bus.connect()
-        self.supervisor.start("dlq-stream", self._ensure_dlq, restart=False)
+        self.supervisor.start("dlq-stream", self._ensure_dlq)
         for hook in self._start_hooks:
             await self._retry(hook)
         self._hooks_done = True
@@ -194,13 +190,17 @@ class Service(Generic[C]):
             await asyncio.sleep(delay)
 
     async def _ensure_dlq(self) -> None:
+        """Ensure the domain's dead-letter stream, retrying until it exists (rejects are
+        kept, not terminated, until their copy can be stored)."""
         backoff = Backoff(0.5, 10.0)
-        for _ in range(20):
+        failures = 0
+        while True:
             try:
-                await ensure_stream(self.bus, DLQ_STREAM)
+                await self.recorder.ensure()
                 return
-            except Exception as exc:
-                log.debug("dead-letter stream not ensured yet: %s", exc)
+            except BusError as exc:
+                failures += 1
+                (log.warning if failures >= 3 else log.info)("dead-letter stream %s not ensured yet: %s", self.recorder.spec.name, exc)
                 await asyncio.sleep(backoff.next())
 
     async def stop(self) -> None:

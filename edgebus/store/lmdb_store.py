@@ -8,14 +8,22 @@
   aborted, the map doubled, and the function run again, so callers never see
   ``MapFullError``.
 * An environment is never used across ``fork()``: using it from a child raises.
+* :meth:`Store.write_async` runs the write (its commit, and the fsync of a ``sync=True``
+  environment) on the environment's own writer thread, so an event loop never waits for the
+  disk; reads stay where they are called (they only copy from the map). A map growth waits
+  until no transaction of the process is open (LMDB requires it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -51,8 +59,47 @@ def _pack(v: Any) -> bytes:
     return msgpack.packb(v, use_bin_type=True)
 
 
-def _unpack(b: bytes) -> Any:
+def _unpack(b: bytes | memoryview) -> Any:
     return msgpack.unpackb(b, raw=False, strict_map_key=False)
+
+
+class _MapLock:
+    """Transactions share it; a map resize takes it alone (no transaction of this process
+    may be open while LMDB remaps, whichever thread it is in)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextmanager
+    def txn(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def resize(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
 
 
 class Table(Generic[T]):
@@ -71,11 +118,12 @@ class Table(Generic[T]):
         self.store._check_pid()
         for attempt in range(3):
             try:
-                with self.store.env.begin(db=self.db) as t:
+                with self.store._map.txn(), self.store.env.begin(db=self.db) as t:
                     return fn(t)
             except lmdb.MapResizedError:
                 # another process grew the map: adopt its size and read again
-                self.store.env.set_mapsize(0)
+                with self.store._map.resize():
+                    self.store.env.set_mapsize(0)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -108,7 +156,7 @@ class Table(Generic[T]):
             if not cur.set_range(start.encode()):
                 return out
             for k, v in cur:
-                out.append((k.decode(), _unpack(v)))
+                out.append((bytes(k).decode(), _unpack(v)))
                 if len(out) >= limit:
                     break
             return out
@@ -121,7 +169,8 @@ class Table(Generic[T]):
         cur = t.cursor(db=self.db)
         if not cur.set_range(p):
             return out
-        for k, v in cur:
+        for raw_key, v in cur:
+            k = bytes(raw_key)
             if not k.startswith(p):
                 break
             out.append((k.decode(), _unpack(v)))
@@ -177,6 +226,8 @@ class Store:
         if info["map_size"] < map_size and not readonly:
             self.env.set_mapsize(map_size)
         self._tables: dict[str, Table[Any]] = {}
+        self._map = _MapLock()
+        self._writer: ThreadPoolExecutor | None = None
 
     def _check_pid(self) -> None:
         if os.getpid() != self._pid:
@@ -196,25 +247,40 @@ class Store:
         if self.readonly:
             raise StoreError("store is read-only")
         while True:
-            txn = self.env.begin(write=True)
-            try:
-                result = fn(Txn(txn))
-                txn.commit()
-                return result
-            except lmdb.MapFullError:
-                txn.abort()
-                self._grow()
-            except lmdb.DiskError as exc:
-                txn.abort()
-                raise StoreFull(f"disk error writing {self.path}: {exc}") from exc
-            except lmdb.Error as exc:
-                txn.abort()
-                if "space" in str(exc).lower():
-                    raise StoreFull(f"no space left writing {self.path}: {exc}") from exc
-                raise
-            except BaseException:
-                txn.abort()
-                raise
+            full = False
+            with self._map.txn():
+                txn = self.env.begin(write=True)
+                try:
+                    result = fn(Txn(txn))
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    full = True
+                except lmdb.DiskError as exc:
+                    txn.abort()
+                    raise StoreFull(f"disk error writing {self.path}: {exc}") from exc
+                except lmdb.Error as exc:
+                    txn.abort()
+                    if "commit" in str(exc) or "space" in str(exc).lower():
+                        # a commit that could not write its pages (a full disk answers EIO or
+                        # ENOSPC): nothing was stored, the caller retries - never drops
+                        raise StoreFull(f"could not commit to {self.path} ({self.free_bytes()} bytes free): {exc}") from exc
+                    raise
+                except BaseException:
+                    txn.abort()
+                    raise
+            if full:
+                with self._map.resize():
+                    self._grow()
+
+    async def write_async(self, fn: Callable[[Txn], R]) -> R:
+        """:meth:`write` on the environment's writer thread (one at a time, in order): the
+        caller's event loop keeps running while the transaction commits and syncs."""
+        self._check_pid()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lmdb-writer:{self.path.name}")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self.write, fn)
 
     def _grow(self) -> None:
         cur = self.env.info()["map_size"]
@@ -227,6 +293,14 @@ class Store:
             raise StoreFull(f"cannot grow LMDB map at {self.path} to {new} bytes: {exc}") from exc
         log.info("grew LMDB map at %s to %d MiB", self.path, new >> 20)
 
+    def free_bytes(self) -> int:
+        """Bytes free on the environment's filesystem (for the unprivileged)."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return -1
+        return int(st.f_bavail * st.f_frsize)
+
     def map_size(self) -> int:
         return int(self.env.info()["map_size"])
 
@@ -236,6 +310,9 @@ class Store:
         return int((info["last_pgno"] + 1) * stat["psize"])
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         try:
             self.env.close()
         finally:

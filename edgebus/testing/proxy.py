@@ -26,6 +26,10 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._mode = "up"  # up | cut | frozen
+        #: bytes forwarded from the accepted (client) side to the target, and back
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self._clients: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._run, name=f"tcpproxy:{self.port}", daemon=True)
 
     def start(self) -> None:
@@ -53,6 +57,18 @@ class TcpProxy:
                 except Exception:
                     pass
 
+    def thaw(self) -> None:
+        """End a freeze without resetting: what was held back in the sockets flows on (a
+        link that came back before either side noticed it was gone)."""
+        with self._lock:
+            if self._mode == "frozen":
+                for s in list(self._pairs):
+                    try:
+                        self._sel.register(s, selectors.EVENT_READ)
+                    except (KeyError, ValueError):
+                        pass
+            self._mode = "up"
+
     def heal(self) -> None:
         with self._lock:
             if self._mode == "frozen":
@@ -78,6 +94,7 @@ class TcpProxy:
             if x is None:
                 continue
             self._pairs.pop(x, None)
+            self._clients.discard(x)
             try:
                 self._sel.unregister(x)
             except Exception:
@@ -115,6 +132,7 @@ class TcpProxy:
                             self._sel.register(x, selectors.EVENT_READ)
                         self._pairs[client] = upstream
                         self._pairs[upstream] = client
+                        self._clients.add(client)
                         continue
                     if s not in self._pairs:
                         continue
@@ -131,6 +149,10 @@ class TcpProxy:
                         self._close(s)
                         continue
                     peer = self._pairs[s]
+                    if s in self._clients:
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
                     try:
                         peer.setblocking(True)
                         peer.sendall(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from edgebus import names
@@ -17,7 +18,7 @@ from edgebus.bus import Bus, BusAuth
 from edgebus.identity import pki
 from edgebus.identity.cloud import CloudPki
 from edgebus.identity.node import NodeIdentity
-from edgebus.natsd import HubConfig, LeafConfig, NatsServer, free_port
+from edgebus.natsd import CLUSTER_RESOLVER_SYNC, HubConfig, LeafConfig, NatsServer, free_port
 from edgebus.testing.proxy import TcpProxy
 
 HOSTS = ["127.0.0.1", "localhost"]
@@ -112,14 +113,92 @@ def cloud_pki(root: Path) -> CloudPki:
 
 def start_hub(root: Path, *, client_tls: bool = True) -> Hub:
     p = cloud_pki(root)
-    port, leaf_port = free_port(), free_port()
-    cfg = HubConfig(
-        store_dir=str(root / "cloud" / "js"), port=port, leaf_port=leaf_port, auth=p.hub_auth(str(root / "cloud" / "resolver"), client_tls=client_tls)
-    )
-    srv = NatsServer(cfg, root / "cloud")
-    srv.start(die_with_parent=True)
-    srv.wait_ready()
-    return Hub(srv, leaf_port, p)
+    auth = p.hub_auth(str(root / "cloud" / "resolver"), client_tls=client_tls)
+    srv = _started(lambda: HubConfig(store_dir=str(root / "cloud" / "js"), port=free_port(), leaf_port=free_port(), auth=auth), root / "cloud")
+    assert isinstance(srv.config, HubConfig)
+    return Hub(srv, srv.config.leaf_port, p)
+
+
+def _started(config: Callable[[], Any], workdir: Path) -> NatsServer:
+    """A started nats-server. ``free_port`` only finds a port that was free: when another
+    process took one before the server bound it, the server is started again on fresh
+    ports (``config`` picks them), up to three times."""
+    for attempt in range(3):
+        srv = NatsServer(config(), workdir)
+        mark = srv.log_path.stat().st_size if srv.log_path.exists() else 0
+        srv.start(die_with_parent=True)
+        try:
+            srv.wait_ready()
+            return srv
+        except RuntimeError:
+            with open(srv.log_path, "rb") as f:
+                f.seek(mark)
+                taken = b"address already in use" in f.read()
+            srv.stop()
+            if not taken or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class HubCluster(Hub):
+    """The cloud as a NATS cluster (JetStream R3): ``server`` is the first of ``servers``,
+    each with its own client and leafnode port, store and full resolver; clients are given
+    every server's URL and fail over."""
+
+    servers: list[NatsServer] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    @property
+    def leaf_ports(self) -> list[int]:
+        return [s.config.leaf_port for s in self.servers if isinstance(s.config, HubConfig)]
+
+    def nats_settings(self, user: str = "admin") -> dict[str, Any]:
+        return {**super().nats_settings(user), "url": ",".join(self.urls), "replicas": len(self.servers)}
+
+    def bus(self, name: str = "test", *, user: str = "admin", request_timeout: float = 5.0, server: int | None = None) -> Bus:
+        """A connection to every server (or only to ``server``, no failover), creating R3."""
+        urls = self.urls if server is None else [self.servers[server].url]
+        return Bus(urls, name=name, request_timeout=request_timeout, auth=self.auth(user), replicas=len(self.servers))
+
+    def kill(self, k: int) -> None:
+        """SIGKILL server ``k`` (no shutdown: what a crashed machine does)."""
+        self.servers[k].kill()
+
+    def start(self, k: int) -> None:
+        self.servers[k].start(die_with_parent=True)
+        self.servers[k].wait_ready()
+
+    def restart(self) -> None:
+        for k in range(len(self.servers)):
+            self.servers[k].stop()
+            self.start(k)
+
+    def stop(self) -> None:
+        for srv in self.servers:
+            srv.stop()
+
+
+def start_hub_cluster(root: Path, *, size: int = 3) -> HubCluster:
+    """``size`` hub servers in a cluster (routes with TLS, operator mode, full resolvers)."""
+    p = cloud_pki(root)
+    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+    servers = []
+    for k, (port, leaf, route) in enumerate(ports):
+        d = root / "cloud" / f"nats-{k + 1}"
+        peers = [f"nats-route://127.0.0.1:{r}" for j, (_, _, r) in enumerate(ports) if j != k]
+        auth = p.hub_auth(str(d / "resolver"))
+        auth.sync_interval = CLUSTER_RESOLVER_SYNC
+        cfg = HubConfig(store_dir=str(d / "js"), port=port, leaf_port=leaf, name=f"cloud-{k + 1}", cluster_name="edgebus", cluster_port=route, routes=peers, auth=auth)
+        servers.append(NatsServer(cfg, d))
+    for srv in servers:
+        srv.start(die_with_parent=True)
+    for srv in servers:
+        srv.wait_ready()
+    return HubCluster(servers[0], ports[0][1], p, servers)
 
 
 def issue_identity(p: CloudPki, node: str, ident: NodeIdentity, *, lifetime: dt.timedelta = dt.timedelta(days=30), leaf_urls: list[str] | None = None) -> None:
@@ -162,21 +241,21 @@ def start_leaf(
     ident = identity or NodeIdentity(root / node / "identity")
     if not ident.joined:
         issue_identity(hub.pki, node, ident)
-    mqtt_port = free_port() if mqtt else None
-    cfg = LeafConfig(
-        name=node,
-        domain=names.node_domain(node),
-        store_dir=str(root / node / "js"),
-        port=free_port(),
-        hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
-        mqtt_port=mqtt_port,
-        leaf_port=leaf_port,
-        auth=ident.leaf_auth(node),
+    auth = ident.leaf_auth(node)
+    srv = _started(
+        lambda: LeafConfig(
+            name=node,
+            domain=names.node_domain(node),
+            store_dir=str(root / node / "js"),
+            port=free_port(),
+            hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
+            mqtt_port=free_port() if mqtt else None,
+            leaf_port=leaf_port,
+            auth=auth,
+        ),
+        root / node,
     )
-    srv = NatsServer(cfg, root / node)
-    srv.start(die_with_parent=True)
-    srv.wait_ready()
-    return Leaf(node, srv, ident, proxy, mqtt_port)
+    return Leaf(node, srv, ident, proxy, srv.config.mqtt_port)
 
 
 def cloudhub_identity(hub: Hub, **cloudhub: Any) -> dict[str, Any]:
@@ -240,16 +319,16 @@ def start_site(root: Path, hub: Hub, site: str, members: list[str], *, leaf_port
         cert_file=str(ident.link_cert_file),
         key_file=str(ident.link_key_file),
     )
-    cfg = LeafConfig(
-        name=site,
-        domain=names.node_domain(site),
-        store_dir=str(root / site / "js"),
-        port=free_port(),
-        hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
-        leaf_port=leaf_port,
-        auth=auth,
+    srv = _started(
+        lambda: LeafConfig(
+            name=site,
+            domain=names.node_domain(site),
+            store_dir=str(root / site / "js"),
+            port=free_port(),
+            hub_urls=[f"nats-leaf://127.0.0.1:{target}"],
+            leaf_port=leaf_port,
+            auth=auth,
+        ),
+        root / site,
     )
-    srv = NatsServer(cfg, root / site)
-    srv.start(die_with_parent=True)
-    srv.wait_ready()
     return Leaf(site, srv, ident, proxy, None)

@@ -29,6 +29,7 @@ class ApiServerSettings(BaseModel):
         "baseline", description="Pod Security level of namespaces without a pod-security.kubernetes.io/enforce label."
     )
     ca_file: str | None = Field(None, description="The cluster's CA bundle, served at /edgebus/v1/ca to nodes that join.")
+    console: bool = Field(True, description="Serve the web console under /console (every console request is made as the signed-in user).")
 
 
 class Settings(ServiceSettings):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -20,6 +19,8 @@ from edgebus import names
 from edgebus.bus import Bus, BusError, RemoteError
 from edgebus.envelope import OP_QUERY, Envelope
 from edgebus.errors import ApiError, BadRequest, Unavailable
+from edgebus.kubehttp import Routes
+from services.apiserver import fields
 
 #: the largest join/renew body accepted (a CSR and a few names)
 MAX_BODY = 64 << 10
@@ -29,9 +30,12 @@ def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.status(), status_code=exc.code)
 
 
-def add_join_routes(app: FastAPI, bus: Bus, *, ca_file: str | None) -> None:
+def add_join_routes(routes: Routes, bus: Bus, *, ca_file: str | None) -> None:
     async def relay(subject: str, request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await fields.read_body(request)
+        except ApiError as exc:
+            return _error(exc)
         if len(body) > MAX_BODY:
             return _error(BadRequest(f"request body larger than {MAX_BODY} bytes"))
         try:
@@ -51,16 +55,16 @@ def add_join_routes(app: FastAPI, bus: Bus, *, ca_file: str | None) -> None:
             return _error(Unavailable(f"the cloud's identity service does not answer: {exc}"))
         return JSONResponse(out.content if isinstance(out.content, dict) else {})
 
-    @app.get("/edgebus/v1/ca")
-    async def ca() -> Response:
+    @routes.get("/edgebus/v1/ca")
+    async def ca(_: Request) -> Response:
         if not ca_file or not Path(ca_file).exists():
             return _error(Unavailable("this cloud serves no CA bundle"))
         return Response(Path(ca_file).read_bytes(), media_type="application/x-pem-file")
 
-    @app.post("/edgebus/v1/join")
+    @routes.post("/edgebus/v1/join")
     async def join(request: Request) -> Response:
         return await relay(names.JOIN_SUBJECT, request)
 
-    @app.post("/edgebus/v1/renew")
+    @routes.post("/edgebus/v1/renew")
     async def renew(request: Request) -> Response:
         return await relay(names.RENEW_SUBJECT, request)

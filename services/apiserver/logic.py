@@ -38,7 +38,8 @@ from edgebus.objects import Resource
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 
 
 class UnsupportedMediaType(ApiError):
@@ -129,12 +130,19 @@ def json_patch(target: Any, ops: Any) -> Any:
         for k in need:
             if k not in op:
                 raise BadRequest(f"JSON patch operation {i} ({op['op']}) is missing {k!r}")
-    try:
-        return jsonpatch.apply_patch(target, ops, in_place=False)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise Invalid(f"the server rejected our request due to an error in our request: test failed: {exc}") from None
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise Invalid(f"the server rejected our request due to an error in our request: {exc}") from None
+    doc = copy.deepcopy(target)
+    for op in ops:
+        try:
+            doc = jsonpatch.apply_patch(doc, [op], in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            raise Invalid(f"{_REJECTED}: testing value {op['path']} failed: test failed") from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError, ValueError):
+            where = op.get("from") if op["op"] in ("move", "copy") and isinstance(op.get("from"), str) else op["path"]
+            raise Invalid(f'{_REJECTED}: {op["op"]} operation does not apply: doc is missing path: "{where}": missing value') from None
+    return doc
+
+
+_REJECTED = "the server rejected our request due to an error in our request"
 
 
 #: Strategic-merge keys: lists of objects under these fields merge element-wise by the key.
@@ -226,6 +234,30 @@ def _strip_directives(v: Any) -> Any:
     if isinstance(v, list):
         return [_strip_directives(x) for x in v]
     return v
+
+
+def field_manager(query: Any, user_agent: str | None) -> str:
+    """The manager of a write: ``fieldManager``, else the client's name (its user agent up
+    to the first ``/``), as Kubernetes defaults it."""
+    m = query.get("fieldManager")
+    if m:
+        if len(m) > 128:
+            raise BadRequest("fieldManager must be at most 128 characters")
+        return str(m)
+    return (user_agent or "unknown").split("/", 1)[0] or "unknown"
+
+
+def parse_apply(body: bytes) -> dict[str, Any]:
+    """A server-side apply body: the configuration as YAML (or JSON)."""
+    import yaml
+
+    try:
+        obj = yaml.safe_load(body.decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"error decoding YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("an apply patch must be an object")
+    return obj
 
 
 def apply_patch(content_type: str | None, current: dict[str, Any], body: bytes) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -27,8 +26,10 @@ from edgebus.auth.user import ANONYMOUS_USER
 from edgebus.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from edgebus.objects import PODS, SERVICEACCOUNTS, now
 from edgebus.objectstore import ObjectStore
-from services.apiserver import logic
+from services.apiserver import fields, logic
 from services.apiserver.security import Security
+from edgebus.objects.shapes import as_dict
+from edgebus.kubehttp import Routes
 
 AUTHZ = "/apis/authorization.k8s.io/v1"
 AUTHN = "/apis/authentication.k8s.io/v1"
@@ -60,7 +61,7 @@ def _attributes(spec: dict[str, Any]) -> Attributes:
 
 
 def _review_body(body: dict[str, Any], kind: str, group: str, status: dict[str, Any]) -> dict[str, Any]:
-    md = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    md = as_dict(body.get("metadata"))
     return {"kind": kind, "apiVersion": f"{group}/v1", "metadata": {**md, "creationTimestamp": None}, "spec": body.get("spec") or {}, "status": status}
 
 
@@ -71,7 +72,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def add_routes(app: FastAPI, store: ObjectStore, security: Security, *, max_token_seconds: int) -> None:
+def add_routes(routes: Routes, store: ObjectStore, security: Security, *, max_token_seconds: int) -> None:
     async def access(user: UserInfo, body: dict[str, Any], kind: str) -> Response:
         a = _attributes(body.get("spec") or {})
         d = await security.authorize(user, a)
@@ -82,9 +83,9 @@ def add_routes(app: FastAPI, store: ObjectStore, security: Security, *, max_toke
             status["denied"] = True
         return JSONResponse(_review_body(body, kind, "authorization.k8s.io", status), status_code=201)
 
-    @app.post(f"{AUTHZ}/selfsubjectaccessreviews")
+    @routes.post(f"{AUTHZ}/selfsubjectaccessreviews")
     async def self_access(request: Request) -> Response:
-        return await access(_user(request), _parse(await request.body()), "SelfSubjectAccessReview")
+        return await access(_user(request), _parse(await fields.read_body(request)), "SelfSubjectAccessReview")
 
     def subject(spec: dict[str, Any]) -> UserInfo:
         name = spec.get("user")
@@ -96,14 +97,15 @@ def add_routes(app: FastAPI, store: ObjectStore, security: Security, *, max_toke
         extra = {str(k): tuple(v) for k, v in (spec.get("extra") or {}).items() if isinstance(v, list)}
         return UserInfo(str(name or ""), uid=str(spec.get("uid") or ""), groups=tuple(groups), extra=extra)
 
-    @app.post(f"{AUTHZ}/subjectaccessreviews")
+    @routes.post(f"{AUTHZ}/subjectaccessreviews")
     async def subject_access(request: Request) -> Response:
-        body = _parse(await request.body())
+        body = _parse(await fields.read_body(request))
         return await access(subject(body.get("spec") or {}), body, "SubjectAccessReview")
 
-    @app.post(f"{AUTHZ}/namespaces/{{namespace}}/localsubjectaccessreviews")
-    async def local_access(namespace: str, request: Request) -> Response:
-        body = _parse(await request.body())
+    @routes.post(f"{AUTHZ}/namespaces/{{namespace}}/localsubjectaccessreviews")
+    async def local_access(request: Request) -> Response:
+        namespace = request.path_params["namespace"]
+        body = _parse(await fields.read_body(request))
         spec = body.get("spec") or {}
         ra = spec.get("resourceAttributes")
         if not isinstance(ra, dict) or (ra.get("namespace") or namespace) != namespace:
@@ -112,9 +114,9 @@ def add_routes(app: FastAPI, store: ObjectStore, security: Security, *, max_toke
         body["metadata"] = {**(body.get("metadata") or {}), "namespace": namespace}
         return await access(subject(spec), body, "LocalSubjectAccessReview")
 
-    @app.post(f"{AUTHZ}/selfsubjectrulesreviews")
+    @routes.post(f"{AUTHZ}/selfsubjectrulesreviews")
     async def self_rules(request: Request) -> Response:
-        body = _parse(await request.body())
+        body = _parse(await fields.read_body(request))
         ns = str((body.get("spec") or {}).get("namespace") or "")
         user = _user(request)
         rules, incomplete = security.authorizer.rbac.rules_for(user, ns)
@@ -133,16 +135,17 @@ def add_routes(app: FastAPI, store: ObjectStore, security: Security, *, max_toke
             status["evaluationError"] = "a binding names a role that does not exist"
         return JSONResponse(_review_body(body, "SelfSubjectRulesReview", "authorization.k8s.io", status), status_code=201)
 
-    @app.post(f"{AUTHN}/selfsubjectreviews")
+    @routes.post(f"{AUTHN}/selfsubjectreviews")
     async def whoami(request: Request) -> Response:
-        logic.parse_object(await request.body())
+        logic.parse_object(await fields.read_body(request))
         out = {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": None}, "status": {"userInfo": _user(request).body()}}
         return JSONResponse(out, status_code=201)
 
-    @app.post("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token")
-    async def token(namespace: str, name: str, request: Request) -> Response:
-        body = logic.parse_object(await request.body())
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    @routes.post("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token")
+    async def token(request: Request) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        body = logic.parse_object(await fields.read_body(request))
+        spec = as_dict(body.get("spec"))
         if security.issuer is None:
             raise Unavailable("this apiserver issues no tokens: it has no signing key (EDGEBUS_APISERVER__SIGNING_KEY)")
         sa = await store.get(SERVICEACCOUNTS, namespace, name)

@@ -2,7 +2,7 @@
 
 * start hook ``ensure-store``: the object KV bucket and the system namespaces (retried until
   JetStream answers);
-* supervised task ``http``: the FastAPI app on ``apiserver.host:apiserver.port``, which also
+* supervised task ``http``: the Starlette app on ``apiserver.host:apiserver.port``, which also
   answers ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics``;
 * route ``api-request`` (``edgebus.api.node.*``, pool): the same app over NATS, for the
   edge metaservers' forwarded writes, each as the node its subject names;
@@ -11,6 +11,9 @@
   ServiceAccounts; start hook ``ensure-store`` also creates the default RBAC policy;
 * every request (HTTP and NATS) passes :class:`edgebus.auth.guard.Guard`: authenticated
   when ``apiserver.auth.token_keys`` names a key, then authorized (Node, RBAC);
+* the web console under ``/console`` (``apiserver.console``, :mod:`services.apiserver.console`):
+  outside the guard, since it authenticates with its session cookie, and every request it
+  makes goes through the guarded app as the signed-in user;
 * on stop: watches end, uvicorn finishes in-flight requests, then the bus closes.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+from starlette.types import ASGIApp
 
 from edgebus.auth.guard import Guard
 from edgebus.kubehttp import ProtobufBodies
@@ -40,13 +45,12 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
     settings = settings or Settings()
     svc: Service[ApiContext] = Service(NAME, settings)
     api = settings.apiserver
-    store = ObjectStore(svc.bus, replicas=api.kv_replicas)
+    store = ObjectStore(svc.bus, replicas=api.kv_replicas, service_cidr=settings.service_cidr)
     security = Security(store, api.auth, signing_key=api.signing_key)
     admission = Admission(store, security, pod_security_default=api.pod_security_default)
     ctx = ApiContext(store=store, stopping=svc.stopping, health=svc.health, ready=svc.ready, security=security, admission=admission, max_token_seconds=api.max_token_seconds)
     svc.ctx = ctx
-    inner = create_app(ctx)
-    add_join_routes(inner, svc.bus, ca_file=api.ca_file)
+    inner = create_app(ctx, lambda routes: add_join_routes(routes, svc.bus, ca_file=api.ca_file))
     app = Guard(
         ProtobufBodies(inner),
         security.authenticate if security.enabled else None,
@@ -55,6 +59,11 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
         anonymous_paths=frozenset(api.auth.anonymous_paths),
     )
     add_relay(svc.router, app)
+    served: ASGIApp = app
+    if api.console:
+        from services.apiserver.console.app import Console, with_console
+
+        served = with_console(app, Console(app, svc.stopping).app())
     if security.enabled and not api.tls_cert_file:
         log.warning("authentication is on over plain HTTP: kubectl sends no credentials without HTTPS (set apiserver.tls_cert_file / tls_key_file)")
     if security.enabled:
@@ -73,7 +82,7 @@ def build(settings: Settings | None = None) -> Service[ApiContext]:
         idle.clear()
         try:
             await serve_http(
-                app, api.host, api.port, svc.stopping, started=listening, ssl_certfile=api.tls_cert_file or None, ssl_keyfile=api.tls_key_file or None
+                served, api.host, api.port, svc.stopping, started=listening, tls=(api.tls_cert_file, api.tls_key_file) if api.tls_cert_file else None
             )
         finally:
             listening.clear()

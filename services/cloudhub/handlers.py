@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
-from edgebus import names
-from edgebus.bus import DurableSpec, Message, Router
+from edgebus import events, names
+from edgebus.bus import KV, DurableSpec, Message, Router
+from edgebus.envelope import pack, unpack
+from edgebus.events import EventRecorder
 from edgebus.errors import AlreadyExists, Conflict, InvalidMessage, NotFound, RetryLater, Unavailable
-from edgebus.objects import NODES, PODS, RESOURCES
+from edgebus.objects import EVENTS, NODES, PODS, RESOURCES
 from edgebus.objectstore import ObjectStore
+from edgebus.order import UpOrder
 from services.cloudhub import logic
 from services.cloudhub.identity import Authority
 from services.cloudhub.config import Settings
+from services.cloudhub.lifecycle import Lifecycle, NodeView
 
 log = logging.getLogger("edgebus.cloudhub")
 
@@ -29,6 +32,12 @@ class Ctx:
     settings: Settings
     store: ObjectStore
     authority: Authority | None = None
+    view: NodeView | None = None
+    #: the node lifecycle (working while this replica holds its lease)
+    lifecycle: Lifecycle | None = None
+    events: EventRecorder | None = None
+    #: the latest resource usage of each node (``kubectl top``)
+    metrics: KV | None = None
 
     @property
     def grace(self) -> float:
@@ -49,6 +58,7 @@ UP_FILTERS = (
     names.up_kind_filter(names.UP_STATUS, PODS.plural),
     names.up_kind_filter(names.UP_EVENT, NODES.plural),
     names.up_kind_filter(names.UP_EVENT, PODS.plural),
+    names.up_kind_filter(names.UP_STATUS, names.METRICS_RESOURCE),
 )
 
 UP_CONSUMER = DurableSpec(
@@ -95,11 +105,15 @@ async def ingest(m: Message, ctx: Ctx) -> None:
     except names.InvalidName as exc:
         raise InvalidMessage(str(exc)) from None
     if up.kind == names.UP_HEARTBEAT:
-        await heartbeat(ctx, up.node, m.env.content)
+        await heartbeat(ctx, up.node, m.env.content, stored_at=m.raw.timestamp)
+    elif up.kind == names.UP_STATUS and up.ref is not None and up.ref.resource == names.METRICS_RESOURCE:
+        await usage(ctx, up.node, up.ref, m.env.content)
     elif up.kind == names.UP_STATUS and up.ref is not None:
-        await status(ctx, up.node, up.ref, m.env.content, source=m.env.route.source)
+        await status(ctx, up.node, up.ref, m.env.content, source=m.env.route.source, order=UpOrder.from_headers(m.headers))
+    elif up.kind == names.UP_EVENT and up.ref is not None:
+        await edge_event(ctx, up.node, up.ref, m.env.content)
     elif up.kind == names.UP_EVENT:
-        INGESTED.labels("event", "ok").inc()
+        INGESTED.labels("event", "bare").inc()  # not about an object: nothing to record
     else:
         raise InvalidMessage(f"unknown upstream kind {up.kind!r}")
 
@@ -113,16 +127,24 @@ def _time_ns(content: Any) -> int:
     return t
 
 
-async def heartbeat(ctx: Ctx, node: str, content: Any) -> None:
-    t = _time_ns(content)
-    if not logic.heartbeat_fresh(t, time.time_ns(), ctx.grace):
+async def heartbeat(ctx: Ctx, node: str, content: Any, *, stored_at: dt.datetime | None = None) -> None:
+    """Record that ``node`` is alive: Ready=True and ``lastHeartbeatTime`` (the cloud's
+    time), written at most every grace/4 per node — a heartbeat of a node the view shows
+    recorded recently costs no I/O. Liveness never reads the edge's clock: a heartbeat
+    counts if the cloud *stored* it within the grace period."""
+    _time_ns(content)  # a well-formed report, whatever its edge time
+    now = dt.datetime.now(dt.UTC)
+    if not logic.heartbeat_fresh_at(stored_at, now, ctx.grace):
         INGESTED.labels("heartbeat", "stale").inc()
         return
-    now = dt.datetime.now(dt.UTC)
+    if ctx.view is not None and ctx.view.recent(node, now, ctx.grace / 4):
+        INGESTED.labels("heartbeat", "recent").inc()
+        return
 
     def update(obj: dict[str, Any]) -> dict[str, Any] | None:
         if not logic.needs_heartbeat_write(obj, now, ctx.grace):
             return None
+        logic.without_lifecycle_taints(obj)
         return logic.set_ready(obj, "True", "EdgeReady", "edge node is posting heartbeats", now, heartbeat=True)
 
     try:
@@ -139,7 +161,22 @@ async def heartbeat(ctx: Ctx, node: str, content: Any) -> None:
     INGESTED.labels("heartbeat", "ok").inc()
 
 
-async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any, *, source: str = "") -> None:
+async def usage(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> None:
+    """A node's resource usage report (``kubectl top``): the latest per node is kept in the
+    metrics bucket (an older one, redelivered or late, never replaces a newer one)."""
+    if ref.name != node or not isinstance(content, dict) or not isinstance(content.get("pods"), list):
+        raise InvalidMessage(f"node {node}: not a usage report of its own")
+    if ctx.metrics is None:
+        return
+    key = names.encode_token(node)
+    cur = await ctx.metrics.get(key)
+    if cur is not None and cur.value and _time_ns(unpack(cur.value)) >= _time_ns(content):
+        return
+    await ctx.metrics.put(key, pack({**content, "node": {**(content.get("node") or {}), "name": node}}))
+    INGESTED.labels("metrics", "ok").inc()
+
+
+async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any, *, source: str = "", order: UpOrder | None = None) -> None:
     t = _time_ns(content)
     reported = content.get("status")
     if not isinstance(reported, dict):
@@ -150,20 +187,42 @@ async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any, *, sou
             raise InvalidMessage(f"node {node} may not report the status of node {ref.name}")
 
         reporter = logic.reporter(source)
+        pressure: list[tuple[str, str]] = []
+        backlog = None
+        if "outbox" in content:  # edgehub's outbox backlog report
+            try:
+                backlog = logic.outbox_backlog(content["outbox"], dt.datetime.now(dt.UTC))
+            except ValueError as exc:
+                raise InvalidMessage(f"node {node}: {exc}") from None
 
         def update_node(obj: dict[str, Any]) -> dict[str, Any] | None:
             # each reporter (edgehub, edged) has its own staleness: one's newer report
             # never hides the other's, and the merge is field by field
-            if not logic.report_is_newer(obj, t, reporter):
+            pressure.clear()
+            if not logic.report_is_newer(obj, t, reporter, order):
                 return None
-            logic.stamp(obj, t, reporter)
-            return logic.merge_node_status(obj, reported)
+            logic.stamp(obj, t, reporter, order)
+            before = logic.condition_status(obj, logic.DISK_PRESSURE)
+            out = logic.merge_node_status(obj, reported)
+            if backlog is not None:
+                out.setdefault("metadata", {}).setdefault("annotations", {})[names.ANN_OUTBOX_BACKLOG] = backlog
+            after = logic.condition_status(out, logic.DISK_PRESSURE)
+            if after != before and after in ("True", "False"):
+                pressure.append((after, str((logic.condition(out, logic.DISK_PRESSURE) or {}).get("message", ""))))
+            return out
 
         try:
             res = await ctx.store.mutate(NODES, None, node, update_node)
         except NotFound:
             raise InvalidMessage(f"status from node {node}, which has not joined") from None
         INGESTED.labels("node-status", "ok" if res is not None else "stale").inc()
+        if res is not None and pressure and ctx.events is not None:
+            st, message = pressure[0]
+            if st == "True":
+                log.warning("node %s has disk pressure: %s", node, message)
+                await ctx.events.record(res, "Warning", "NodeHasDiskPressure", f"Node {node} status is now: NodeHasDiskPressure ({message})")
+            else:
+                await ctx.events.record(res, "Normal", "NodeHasNoDiskPressure", f"Node {node} status is now: NodeHasNoDiskPressure")
     elif resource is PODS:
         uid = content.get("uid") if isinstance(content.get("uid"), str) else None
         if content.get("deleted") is True:
@@ -175,10 +234,11 @@ async def status(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any, *, sou
                 raise InvalidMessage(f"node {node} reported pod {ref} which is not bound to it")
             if uid and (obj.get("metadata") or {}).get("uid") != uid:
                 return None  # a report about an earlier pod of the same name
-            if not logic.report_is_newer(obj, t):
+            if not logic.report_is_newer(obj, t, order=order):
                 return None
-            logic.stamp(obj, t)
+            logic.stamp(obj, t, order=order)
             obj["status"] = reported
+            obj["metadata"].get("annotations", {}).pop(logic.READY_BEFORE, None)  # the node's own word again
             return obj
 
         try:
@@ -220,3 +280,35 @@ async def pod_deleted(ctx: Ctx, node: str, ref: names.ObjectRef, uid: str | None
         log.info("pod %s removed: node %s confirmed its containers are gone", ref, node)
         return
     raise RetryLater(f"pod {ref} kept changing while being removed")
+
+
+async def edge_event(ctx: Ctx, node: str, ref: names.ObjectRef, content: Any) -> None:
+    """An event a node recorded (edged, edgehub): one more occurrence of an aggregated Event
+    object, counted once however often the message is delivered."""
+    t, ev = events.parse_report(content, node)
+    io = ev["involvedObject"]
+    if RESOURCES.get(ref.resource) not in (PODS, NODES) or io.get("name") != ref.name or (ref.resource == PODS.plural and io.get("namespace", "default") != ref.namespace):
+        raise InvalidMessage(f"event subject {ref} does not match its involvedObject {io.get('kind')}/{io.get('name')}")
+    if ref.resource == PODS.plural:
+        try:
+            pod = await ctx.store.get(PODS, ref.namespace, ref.name)
+        except NotFound:
+            pod = None  # gone since (e.g. Killing): the event still tells what happened
+        if pod is not None and pod["metadata"].get("uid") == io.get("uid") and (pod.get("spec") or {}).get("nodeName") != node:
+            raise InvalidMessage(f"node {node} reported an event of pod {ref}, which is not bound to it")
+    obj = events.report_event(t, ev, node)
+    ns = obj["metadata"]["namespace"]
+    try:
+        await ctx.store.create(EVENTS, obj, namespace=ns)
+        INGESTED.labels("event", "created").inc()
+        return
+    except AlreadyExists:
+        pass
+    except NotFound:  # its namespace is gone
+        INGESTED.labels("event", "no-namespace").inc()
+        return
+    try:
+        res = await ctx.store.mutate(EVENTS, ns, obj["metadata"]["name"], lambda cur: events.merge_report(cur, t))
+    except NotFound:
+        raise RetryLater("event expired between create and update") from None
+    INGESTED.labels("event", "counted" if res is not None else "duplicate").inc()

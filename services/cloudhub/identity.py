@@ -25,13 +25,13 @@ import datetime as dt
 import logging
 import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Counter
 
-from edgebus import names
-from edgebus.bus import KV, Bus, BusError, CaughtUp, KeyExists, WrongRevision
+from edgebus import names, topology
+from edgebus.bus import KV, Bus, BusError, CaughtUp, KeyExists, WrongRevision, ensure_consumer
 from edgebus.envelope import pack, unpack
 from edgebus.errors import AlreadyExists, BadRequest, Conflict, Forbidden, InvalidMessage, NotFound, RetryLater, Unauthorized
 from edgebus.identity import join as joinproto
@@ -42,6 +42,11 @@ from edgebus.objectstore import DELETED, ObjectStore
 from services.cloudhub import logic
 
 log = logging.getLogger("edgebus.cloudhub.identity")
+
+#: seconds between full sweeps for identities of deleted nodes (the watch sees deletions)
+ORPHAN_SWEEP = 600.0
+#: a record younger than this is never an orphan (its join is creating the Node)
+ORPHAN_MIN_AGE = 60
 
 JOINS = Counter("edgebus_cloudhub_joins_total", "Node join requests", ["outcome"])
 RENEWALS = Counter("edgebus_cloudhub_renewals_total", "Link certificate renewals", ["path", "outcome"])
@@ -187,7 +192,9 @@ class Authority:
             if old.nkey != nkey:
                 rec.replaced[old.nkey] = now
         await self._save(rec, rev)
-        await self._ensure_node(node, c.get("labels") if isinstance(c.get("labels"), dict) else {})
+        await self._ensure_node(node, labels if isinstance(labels := c.get("labels"), dict) else {})
+        await self._downstream_consumer(node, fresh=old is not None)
+
         self.dirty.set()
         JOINS.labels("forced" if old is not None and old.nkey != nkey and not old.revoked_at else "ok").inc()
         log.info("node %s joined with token %s (identity %s)", node, tok, nkey[:12])
@@ -227,6 +234,24 @@ class Authority:
             await self.store.create(NODES, logic.new_node(node, {str(k): str(v) for k, v in labels.items()}, None))
         except AlreadyExists:
             pass
+
+    async def _downstream_consumer(self, node: str, *, fresh: bool) -> None:
+        """The node's durable consumer on ``EDGEBUS_DOWN``, made once here so that its links
+        never make one (``fresh``: a node joining again starts from its whole desired state,
+        it may have lost its copy). Not fatal: the node makes it itself when missing."""
+        spec = replace(topology.down_consumer(node), domain=None)
+        try:
+            if fresh:
+                await self._delete_downstream_consumer(node)
+            await ensure_consumer(self.bus, spec)
+        except BusError as exc:
+            log.warning("downstream consumer of node %s not made (%s): the node makes it at its first link", node, exc)
+
+    async def _delete_downstream_consumer(self, node: str) -> None:
+        try:
+            await self.bus.js().delete_consumer(names.STREAM_DOWN, names.down_consumer(node))
+        except Exception as exc:  # noqa: BLE001 - none there, or the server is away: logged only
+            log.debug("downstream consumer of node %s not deleted: %s", node, exc)
 
     # -- renewals -------------------------------------------------------------------------------
     async def renew_online(self, node: str, c: Any) -> dict[str, Any]:
@@ -277,12 +302,15 @@ class Authority:
         return out
 
     async def revoke_orphans(self) -> int:
-        """Revoke every identity whose Node object is gone."""
+        """Revoke every identity whose Node object is gone. A record written in the last
+        minute is left alone: a join saves it just before it creates the Node."""
+        records = await self.all_records()
         nodes, _ = await self.store.list(NODES)
         present = {n["metadata"]["name"] for n in nodes}
+        young = int(time.time()) - ORPHAN_MIN_AGE
         n = 0
-        for r in await self.all_records():
-            if r.revoked_at or r.node in present:
+        for r in records:
+            if r.revoked_at or r.node in present or r.joined_at > young:
                 continue
             await self.revoke(r.node, reason="node-deleted")
             n += 1
@@ -300,6 +328,7 @@ class Authority:
                 continue
             REVOCATIONS.labels(reason).inc()
             log.warning("revoked the identity of node %s (%s)", node, reason)
+            await self._delete_downstream_consumer(node)  # the node's position goes with it
             self.dirty.set()
             return True
         return False
@@ -343,8 +372,10 @@ class Authority:
             await self.revoke_orphans()
             await self.push(force=True)
             while True:
+                # deletions are seen by the watch; the full sweep (it lists every node and
+                # record) is only a safety net, so it is rare whatever the fleet's size
                 try:
-                    await asyncio.wait_for(self.dirty.wait(), 30.0)
+                    await asyncio.wait_for(self.dirty.wait(), ORPHAN_SWEEP)
                 except TimeoutError:
                     await self.revoke_orphans()
                 self.dirty.clear()

@@ -1,47 +1,61 @@
-"""cloudhub wiring: join, upstream ingestion, node lifecycle."""
+"""cloudhub wiring: join, upstream ingestion, node lifecycle, node identity.
+
+* routes ``join`` (request/reply) and ``ingest`` (the shared durable consumer of
+  ``EDGEBUS_UP``): every replica;
+* task ``node-view``: every replica follows the Node objects (heartbeats of nodes recorded
+  recently cost ingestion no I/O);
+* lease ``cloudhub-lifecycle``: one replica at a time judges liveness and acts on
+  unreachable nodes (:mod:`services.cloudhub.lifecycle`);
+* lease ``cloudhub-identity`` (with a PKI): one replica at a time pushes the account's
+  node revocations to the servers (:mod:`services.cloudhub.identity`).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
-
 from pathlib import Path
 
-from edgebus import topology
-from edgebus.bus import Bus, BusAuth
+from edgebus import names, topology
+from edgebus.bus import KV, Bus, BusAuth
+from edgebus.events import EventRecorder
 from edgebus.identity.cloud import CloudPki
-from edgebus.errors import Conflict, NotFound
-from prometheus_client import Gauge
-
-from edgebus.objects import NODES, PODS
-from edgebus.objects.resources import parse_time
-from edgebus.objects.tables import node_status
 from edgebus.objectstore import ObjectStore
 from edgebus.runtime import Service, setup_logging
-from services.cloudhub import logic
 from services.cloudhub.config import Settings
 from services.cloudhub.handlers import Ctx, router
 from services.cloudhub.identity import Authority, IdentitySettings
+from services.cloudhub.lifecycle import Lifecycle, NodeView
 
 log = logging.getLogger("edgebus.cloudhub")
 
-NODE_COUNT = Gauge("edgebus_nodes", "Nodes by status (Ready / NotReady)", ["status"])
-POD_COUNT = Gauge("edgebus_pods", "Pods by phase", ["phase"])
-HEARTBEAT_AGE = Gauge("edgebus_node_heartbeat_age_seconds", "Seconds since a node's last recorded heartbeat", ["node"])
+LEASE = "cloudhub-lifecycle"
 
 
 def build(settings: Settings | None = None) -> Service[Ctx]:
     settings = settings or Settings()
+    cfg = settings.cloudhub
     svc: Service[Ctx] = Service("cloudhub", settings, router=router)
-    store = ObjectStore(svc.bus, replicas=settings.cloudhub.kv_replicas)
-    ctx = Ctx(settings=settings, store=store, authority=_authority(svc, settings, store))
+    store = ObjectStore(svc.bus, replicas=cfg.kv_replicas, event_ttl=settings.events.ttl, service_cidr=settings.service_cidr)
+    view = NodeView(store)
+    lifecycle = Lifecycle(store, svc.bus, grace=cfg.node_grace_period, interval=cfg.lifecycle_interval, probe_timeout=cfg.probe_timeout)
+    ctx = Ctx(
+        settings=settings,
+        store=store,
+        authority=_authority(svc, settings, store),
+        view=view,
+        lifecycle=lifecycle,
+        events=EventRecorder(store, "cloudhub"),
+        metrics=KV(svc.bus, names.BUCKET_METRICS),
+    )
     svc.ctx = ctx
 
     @svc.on_start
     async def ensure(s: Service[Ctx]) -> None:
         await store.ensure()
-        await topology.ensure_cloud_streams(s.bus, replicas=settings.cloudhub.stream_replicas)
+        assert ctx.metrics is not None
+        await ctx.metrics.ensure(replicas=cfg.kv_replicas)
+        up = topology.cloud_up(cfg.stream_replicas, max_age=cfg.up_max_age, duplicate_window=cfg.up_duplicate_window)
+        await topology.ensure_cloud_streams(s.bus, replicas=cfg.stream_replicas, up=up)  # cloudhub owns EDGEBUS_UP
         if ctx.authority is not None:
             await ctx.authority.ensure()
             if ctx.authority.sysbus is not None:
@@ -56,43 +70,8 @@ def build(settings: Settings | None = None) -> Service[Ctx]:
             sysbus = authority.sysbus
             svc.on_stop(lambda _s: sysbus.close())
 
-    async def lifecycle() -> None:
-        """Mark nodes whose heartbeats stopped NotReady (Ready=Unknown, as Kubernetes)."""
-        grace = settings.cloudhub.node_grace_period
-        while True:
-            await asyncio.sleep(settings.cloudhub.lifecycle_interval)
-            nodes, _ = await store.list(NODES)
-            now = dt.datetime.now(dt.UTC)
-            record_nodes(nodes, now)
-            for n in nodes:
-                if not logic.is_expired(n, now, grace):
-                    continue
-                name = n["metadata"]["name"]
-
-                def expire(obj: dict, now: dt.datetime = now) -> dict | None:
-                    if not logic.is_expired(obj, now, grace):
-                        return None
-                    return logic.set_ready(obj, "Unknown", "NodeStatusUnknown", "edgebus edge node stopped posting heartbeats.", now, heartbeat=False)
-
-                try:
-                    if await store.mutate(NODES, None, name, expire) is not None:
-                        log.warning("node %s is NotReady: no heartbeat for %.0fs", name, grace)
-                except (NotFound, Conflict):
-                    pass
-
-    async def count_pods() -> None:
-        while True:
-            pods, _ = await store.list(PODS)
-            phases: dict[str, int] = {}
-            for p in pods:
-                phase = (p.get("status") or {}).get("phase") or "Pending"
-                phases[phase] = phases.get(phase, 0) + 1
-            for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-                POD_COUNT.labels(phase).set(phases.get(phase, 0))
-            await asyncio.sleep(15)
-
-    svc.task("node-lifecycle", lifecycle)
-    svc.task("pod-count", count_pods)
+    svc.task("node-view", view.run)
+    svc.lead(LEASE, lifecycle.run, ttl=cfg.lease_ttl, synced=lambda: lifecycle.synced)
     return svc
 
 
@@ -117,18 +96,6 @@ def _authority(svc: Service[Ctx], settings: Settings, store: ObjectStore) -> Aut
         kv_replicas=cfg.kv_replicas,
     )
     return Authority(CloudPki(Path(cfg.pki_dir)), store, svc.bus, sysbus, ident)
-
-
-def record_nodes(nodes: list[dict], now: dt.datetime) -> None:
-    counts = {"Ready": 0, "NotReady": 0}
-    for n in nodes:
-        counts["Ready" if node_status(n).startswith("Ready") else "NotReady"] += 1
-        cond = logic.ready_condition(n) or {}
-        last = parse_time(cond.get("lastHeartbeatTime"))
-        if last is not None:
-            HEARTBEAT_AGE.labels(n["metadata"]["name"]).set((now - last).total_seconds())
-    for status, c in counts.items():
-        NODE_COUNT.labels(status).set(c)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from edgebus.errors import AlreadyExists, InvalidMessage, NotFound
 from edgebus.objects import DEVICEMODELS, DEVICES, EVENTS
 from edgebus.objects.devices import device_model_name, device_node
 from edgebus.objectstore import ObjectStore
+from edgebus.order import UpOrder
 from services.devicecontroller import logic
 
 log = logging.getLogger("edgebus.devicecontroller")
@@ -65,7 +66,7 @@ def build_router(batch: int = 200, ack_wait: float = 10.0) -> Router[Ctx]:
                 INGESTED.labels(kind, "rejected").inc()
         for (node, ns, name), items in reports.items():
             try:
-                await device_status(ctx, node, ns, name, [r for _, r in items])
+                await device_status(ctx, node, ns, name, [(r, UpOrder.from_headers(m.headers)) for m, r in items])
             except InvalidMessage as exc:
                 for m, _ in items:
                     m.reject(str(exc))
@@ -73,7 +74,7 @@ def build_router(batch: int = 200, ack_wait: float = 10.0) -> Router[Ctx]:
     return router
 
 
-async def device_status(ctx: Ctx, node: str, namespace: str, name: str, reports: list[dict[str, Any]]) -> None:
+async def device_status(ctx: Ctx, node: str, namespace: str, name: str, reports: list[tuple[dict[str, Any], UpOrder | None]]) -> None:
     try:
         dev = await ctx.store.get(DEVICES, namespace, name)
     except NotFound:
@@ -91,8 +92,8 @@ async def device_status(ctx: Ctx, node: str, namespace: str, name: str, reports:
         if device_node(obj) != node:
             raise InvalidMessage(f"node {node} reported device {namespace}/{name}, which is not bound to it")
         changed = False
-        for r in reports:
-            changed = logic.merge_report(obj, r, model) or changed
+        for r, order in reports:
+            changed = logic.merge_report(obj, r, model, order) or changed
         return obj if changed else None
 
     try:

@@ -4,13 +4,13 @@ Event a rule firing becomes. No I/O.
 Device status (KubeEdge's shape, values as strings, timestamps as Unix-millisecond strings)::
 
     status:
-      state: online                 # online | offline | unhealthy | unknown
+      state: online                 # online | offline | unhealthy | unknown | ok (as the mapper said)
       stateReason: ""               # why, when not online (edgebus)
       stateTimestamp: "1700..."     # edge time of the state (edgebus)
       lastOnlineTime: "2026-...Z"
       twins:
         - propertyName: temperature
-          reported: {value: "21.5", metadata: {timestamp: "1700...", type: FLOAT}}
+          reported: {value: "21.5", metadata: {timestamp: "1700...", type: float}}   # the mapper's type
           observedDesired: {value: "22", metadata: {timestamp: "1700...", source: cloud}}
 
 Latest wins, per twin: a reported value (or observed desired value, or state) replaces the
@@ -21,13 +21,15 @@ overwrites a newer one.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from edgebus.errors import InvalidMessage
 from edgebus.objects import DEVICES
 from edgebus.objects.devices import model_props
+from edgebus.order import UpOrder
 
-STATES = ("online", "offline", "unhealthy", "unknown")
+STATES = ("online", "offline", "unhealthy", "unknown", "ok")
 
 
 def rfc3339_ms(ms: int) -> str:
@@ -67,8 +69,43 @@ def check_report(content: Any) -> dict[str, Any]:
     return content
 
 
-def merge_report(dev: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None = None) -> bool:
-    """Merge an edge report into ``dev['status']`` (in place); True when anything changed."""
+#: Annotation: per twin part (``<twin>.reported``, ``<twin>.desired``, ``state``) the node's
+#: outbox order (``<seq>@<outbox>``) of the report applied - the edge's clock may jump, its
+#: outbox sequence never goes back
+TWIN_ORDER = "edgebus.io/twin-order"
+
+
+def _orders(dev: dict[str, Any]) -> dict[str, str]:
+    raw = ((dev.get("metadata") or {}).get("annotations") or {}).get(TWIN_ORDER)
+    try:
+        out = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in out.items()} if isinstance(out, dict) else {}
+
+
+def _newer(orders: dict[str, str], part: str, order: UpOrder | None, ts: int, applied_ts: int) -> bool:
+    """Is this part of the report newer than the one applied: in outbox order when both
+    carry it, else by the edge timestamps."""
+    if order is not None:
+        verdict = order.newer_than(UpOrder.parse(orders.get(part)))
+        if verdict is not None:
+            return verdict
+    return ts > applied_ts
+
+
+def merge_report(dev: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None = None, order: UpOrder | None = None) -> bool:
+    """Merge an edge report into ``dev['status']`` (in place); True when anything changed.
+    ``order``: the report's place in its node's outbox (see :mod:`edgebus.order`)."""
+    orders = _orders(dev)
+    before = dict(orders)
+    changed = _merge(dev, report, model, order, orders)
+    if order is not None and orders != before:
+        dev.setdefault("metadata", {}).setdefault("annotations", {})[TWIN_ORDER] = json.dumps(orders, sort_keys=True)
+    return changed
+
+
+def _merge(dev: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None, order: UpOrder | None, orders: dict[str, str]) -> bool:
     st = dev.setdefault("status", {})
     if not isinstance(st, dict):
         st = dev["status"] = {}
@@ -87,21 +124,29 @@ def merge_report(dev: dict[str, Any], report: dict[str, Any], model: dict[str, A
         rep = t.get("reported")
         if rep is not None:
             cur = entry.get("reported") or {}
-            if rep["ts"] > _ts((cur.get("metadata") or {}).get("timestamp")):
+            if _newer(orders, f"{name}.reported", order, rep["ts"], _ts((cur.get("metadata") or {}).get("timestamp"))):
                 md = {"timestamp": str(rep["ts"])}
-                if name in types:
-                    md["type"] = types[name]
+                if isinstance(rep.get("type"), str) and rep["type"]:
+                    md["type"] = rep["type"]  # the type the mapper reported, as KubeEdge keeps it
+                elif name in types:
+                    md["type"] = types[name].lower()
                 entry["reported"] = {"value": rep["value"], "metadata": md}
+                if order is not None:
+                    orders[f"{name}.reported"] = str(order)
                 changed = True
         des = t.get("desired")
         if des is not None:
             cur = entry.get("observedDesired") or {}
-            if des["ts"] > _ts((cur.get("metadata") or {}).get("timestamp")):
+            if _newer(orders, f"{name}.desired", order, des["ts"], _ts((cur.get("metadata") or {}).get("timestamp"))):
                 entry["observedDesired"] = {"value": des["value"], "metadata": {"timestamp": str(des["ts"]), "source": str(des.get("source") or "")}}
+                if order is not None:
+                    orders[f"{name}.desired"] = str(order)
                 changed = True
     twins.sort(key=lambda e: str(e.get("propertyName")))
     state = report.get("state")
-    if isinstance(state, dict) and state["ts"] > _ts(st.get("stateTimestamp")):
+    if isinstance(state, dict) and _newer(orders, "state", order, state["ts"], _ts(st.get("stateTimestamp"))):
+        if order is not None:
+            orders["state"] = str(order)
         st["state"] = state["value"]
         st["stateTimestamp"] = str(state["ts"])
         if state.get("reason"):

@@ -1,5 +1,7 @@
 """Pure rules of devicetwin: twins, deltas, conflicts between desired-value sources, local
-rules. No I/O: the service calls these and then persists and publishes.
+rules, device states, and which view of a Device or DeviceModel wins. No I/O: ``hw``,
+``sync`` and ``dmi`` call these and then persist and publish (the bodies they publish are
+built in ``shapes``).
 
 A twin (one per device, msgpack in LMDB)::
 
@@ -26,9 +28,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgebus.errors import InvalidMessage
 from edgebus.objects import devices as d
 
-STATES = ("online", "offline", "unhealthy", "unknown")
+Key = tuple[str, str]
+#: an object as metamanager last showed it (None: deleted) and its revision
+Seen = tuple[dict[str, Any] | None, int]
+
+#: the states KubeEdge's devicetwin accepts (case-insensitive; ``ok`` is what mappers-go and
+#: the mapper-framework publish for a healthy device, and counts as online)
+STATES = ("online", "offline", "unhealthy", "unknown", "ok")
+ONLINE_STATES = ("online", "ok")
 SOURCE_CLOUD = "cloud"
 SOURCE_EDGE = "edge"
 
@@ -89,7 +99,9 @@ class Applied:
     stale: int = 0
 
 
-def apply_reported(twin: dict[str, Any], info: DeviceInfo, actual: dict[str, tuple[Any, int]], out: Applied) -> None:
+def apply_reported(twin: dict[str, Any], info: DeviceInfo, actual: dict[str, tuple[Any, int]], out: Applied, types: dict[str, str] | None = None) -> None:
+    """Reported values from the device side; ``types`` are the value types the mapper named
+    (``metadata.type``), kept as KubeEdge keeps them."""
     for name, (raw, ts) in actual.items():
         prop = info.props.get(name)
         if prop is None:
@@ -106,6 +118,8 @@ def apply_reported(twin: dict[str, Any], info: DeviceInfo, actual: dict[str, tup
             out.stale += 1
             continue
         p["reported"] = {"value": value, "ts": ts}
+        if types and types.get(name):
+            p["type"] = types[name]
         if not isinstance(cur, dict) or cur.get("value") != value:
             out.reported.append(name)
 
@@ -258,60 +272,46 @@ def deltas(twin: dict[str, Any], info: DeviceInfo, names: list[str] | None = Non
 
 
 def set_state(twin: dict[str, Any], state: str, reason: str, ts: int) -> bool:
+    state = state.lower()
     if ts < int(twin.get("stateTs") or 0):
         return False
     changed = twin.get("state") != state or twin.get("stateReason", "") != reason
     twin["state"] = state
     twin["stateReason"] = reason
     twin["stateTs"] = ts
-    if state == "online":
+    if state in ONLINE_STATES:
         twin["lastOnline"] = ts
     return changed
 
 
-def msg_twin(twin: dict[str, Any], info: DeviceInfo) -> dict[str, Any]:
-    """The twin in KubeEdge's ``MsgTwin`` shape, for results, deltas and membership."""
-    out: dict[str, Any] = {}
-    props = twin.get("props") or {}
-    for name, prop in info.props.items():
-        p = props.get(name) or {}
-        entry: dict[str, Any] = {"metadata": {"type": prop.type.lower()}}
-        if isinstance(p.get("desired"), dict):
-            entry["expected"] = {"value": p["desired"]["value"], "metadata": {"timestamp": p["desired"]["ts"], "source": p["desired"]["source"]}}
-        if isinstance(p.get("reported"), dict):
-            entry["actual"] = {"value": p["reported"]["value"], "metadata": {"timestamp": p["reported"]["ts"]}}
-        out[name] = entry
-    return out
+def parse_state(msg: dict[str, Any]) -> tuple[str, str]:
+    """The state and reason of a ``state/update``; ``InvalidMessage`` if the state is not
+    one KubeEdge accepts."""
+    state = msg.get("state")
+    if not isinstance(state, str) or state.lower() not in STATES:
+        raise InvalidMessage(f"state must be one of {', '.join(STATES)} (any case), got {state!r}")
+    return state, r if isinstance(r := msg.get("reason"), str) else ""
 
 
-def membership_entry(twin: dict[str, Any], info: DeviceInfo) -> dict[str, Any]:
-    spec = info.device.get("spec") or {}
-    return {
-        "id": info.name,
-        "name": info.name,
-        "namespace": info.namespace,
-        "state": twin.get("state", "unknown"),
-        "protocol": d.device_protocol(info.device),
-        "twin": msg_twin(twin, info),
-        "spec": spec,
-        "model": (info.model or {}).get("spec") or {},
-    }
+# -- the metadata mirror ------------------------------------------------------------------
+def observe(cur: Seen | None, obj: dict[str, Any] | None, rev: int) -> tuple[Seen | None, bool]:
+    """What a view of an object (``obj`` at ``rev``; None: deleted) does to the entry held
+    (``cur``): ``(entry to hold, or None to keep cur; whether the object changed)``. An older
+    view (a re-list racing a change event) is ignored; the same object only raises the
+    revision."""
+    if cur is not None and cur[1] > rev:
+        return None, False
+    if cur is not None and cur[0] == obj:
+        return (obj, max(rev, cur[1])), False
+    return (obj, rev), True
 
 
-def status_report(twin: dict[str, Any], now_ns: int) -> dict[str, Any]:
-    """The upstream content for devicecontroller: every twin with its edge timestamps."""
-    twins = {}
-    for name, p in (twin.get("props") or {}).items():
-        entry = {}
-        if isinstance(p.get("reported"), dict):
-            entry["reported"] = p["reported"]
-        if isinstance(p.get("desired"), dict):
-            entry["desired"] = p["desired"]
-        if entry:
-            twins[name] = entry
-    return {
-        "time": now_ns,
-        "twins": twins,
-        "state": {"value": twin.get("state", "unknown"), "reason": twin.get("stateReason", ""), "ts": int(twin.get("stateTs") or 0)},
-        "lastOnline": int(twin.get("lastOnline") or 0),
-    }
+def vanished(table: dict[Key, Seen], seen: set[Key], rev: int) -> list[Key]:
+    """Keys held as present that a listing at ``rev`` no longer has (and that no newer change
+    event brought): they were deleted."""
+    return [key for key, (obj, r) in table.items() if key not in seen and obj is not None and r <= rev]
+
+
+def devices_of_model(devices: dict[Key, Seen], model: Key) -> list[Key]:
+    """The devices (present) that use the DeviceModel ``model`` (same namespace)."""
+    return [dk for dk, (dev, _) in devices.items() if dev is not None and dk[0] == model[0] and d.device_model_name(dev) == model[1]]

@@ -4,8 +4,9 @@ A node needs the pods bound to it (``spec.nodeName``) and the ConfigMaps and Sec
 pods reference, the Devices bound to it and their DeviceModels (``devices.py``), and every
 Service and Endpoints object (``mesh.py``; which nodes exist comes from the Node objects)
 and every Role, ClusterRole, RoleBinding and ClusterRoleBinding (the node's metaserver
-authorizes its local clients with them, also offline; routed like Services). The
-downstream copy of a pod or a device has no ``status`` (the edge owns it), so a status
+authorizes its local clients with them, also offline; routed like Services), and its own
+Node object (its metaserver serves it; without the heartbeat times and report stamps, so a
+heartbeat sends nothing). The downstream copy of a pod or a device has no ``status`` (the edge owns it), so a status
 write in the cloud is never echoed back down. Whether a node already has the
 right version of an object is decided by a hash of the downstream content, compared with
 the hash stored (as a header) on the last message of that object's subject in
@@ -14,6 +15,7 @@ the hash stored (as a header) on the last message of that object's subject in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -34,7 +36,10 @@ EVERY_NODE = frozenset((*MESH_PLURALS, *(r.plural for r in RBAC_RESOURCES)))
 WATCHED_RESOURCES: tuple[Resource, ...] = (*DOWN_RESOURCES, NODES)
 
 _VOLATILE_META = ("resourceVersion", "generation", "managedFields")
-_CLOUD_ANNOTATIONS = ("edgebus.io/status-time",)
+#: cloudhub's bookkeeping on the objects (report times and order; a pod's readiness kept
+#: aside while its node is unreachable): never sent down, never a change, so it costs the
+#: node no traffic
+_CLOUD_ANNOTATIONS = ("edgebus.io/status-time", "edgebus.io/status-order", "edgebus.io/twin-order", "edgebus.io/ready-before-unreachable")
 
 
 def downstream_content(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +47,8 @@ def downstream_content(resource: Resource, obj: dict[str, Any]) -> dict[str, Any
     out = dict(obj)
     if resource is PODS or resource is DEVICES:
         out.pop("status", None)
+    if resource is NODES:
+        out = _node_content(out)
     md = out.get("metadata")
     ann = md.get("annotations") if isinstance(md, dict) else None
     if isinstance(ann, dict) and any(a in ann for a in _CLOUD_ANNOTATIONS):
@@ -52,6 +59,31 @@ def downstream_content(resource: Resource, obj: dict[str, Any]) -> dict[str, Any
         else:
             md.pop("annotations", None)
         out["metadata"] = md
+    return out
+
+
+#: what changes in a Node's status at every heartbeat: not sent down (the node would get a
+#: message per heartbeat), so its copy changes only when something in it really does
+_HEARTBEAT_FIELDS = ("lastHeartbeatTime",)
+
+
+def _node_content(node: dict[str, Any]) -> dict[str, Any]:
+    """A Node as its own node gets it (its metaserver serves it): without the heartbeat times
+    and the per-reporter report times and orders (``edgebus.io/status-time.<source>``)."""
+    out = dict(node)
+    md = out.get("metadata")
+    ann = md.get("annotations") if isinstance(md, dict) else None
+    if isinstance(ann, dict):
+        kept = {k: v for k, v in ann.items() if not k.startswith(_CLOUD_ANNOTATIONS)}
+        md = {**md}  # type: ignore[dict-item]
+        if kept:
+            md["annotations"] = kept
+        else:
+            md.pop("annotations", None)
+        out["metadata"] = md
+    st = out.get("status")
+    if isinstance(st, dict) and isinstance(st.get("conditions"), list):
+        out["status"] = {**st, "conditions": [{k: v for k, v in c.items() if k not in _HEARTBEAT_FIELDS} if isinstance(c, dict) else c for c in st["conditions"]]}
     return out
 
 
@@ -88,7 +120,7 @@ def _ref(key: Key) -> ObjectRef:
 
 
 def _res(plural: str) -> Resource:
-    return {r.plural: r for r in DOWN_RESOURCES}[plural]
+    return {r.plural: r for r in (*DOWN_RESOURCES, NODES)}[plural]
 
 
 @dataclass
@@ -116,9 +148,16 @@ class Index:
         md = obj.get("metadata") or {}
         ns, name = md.get("namespace") or "", md.get("name") or ""
         key: Key = (resource.plural, ns, name)
-        if resource is NODES:  # not routed itself: only tells which nodes exist
-            return self.mesh.apply(resource, ns, name, None if deleted else obj)
         self.prepared.pop(key, None)
+        if resource is NODES:  # tells which nodes exist; each node also gets its own Node
+            if deleted:
+                self.objects.pop(key, None)
+            else:
+                self.objects[key] = obj
+            affected = self.mesh.apply(resource, ns, name, None if deleted else obj)
+            if name not in affected:
+                affected = {**affected, name: {_ref(key)}}
+            return affected
         if deleted:
             self.objects.pop(key, None)
         else:
@@ -174,6 +213,8 @@ class Index:
             return False
         if ref.resource == PODS.plural:
             return self.pod_node.get((key[1], key[2])) == node
+        if ref.resource == NODES.plural:
+            return key[2] == node
         if ref.resource in DEVICE_PLURALS:
             return self.devices.wanted(node, *key)
         if ref.resource in EVERY_NODE:
@@ -191,6 +232,8 @@ class Index:
                     out.add(ObjectRef(plural, ns, ref_name))
         out |= self.devices.refs(node, lambda *k: k in self.objects)
         out |= self.mesh.refs(node)
+        if (NODES.plural, "", node) in self.objects:
+            out.add(ObjectRef(NODES.plural, None, node))
         return out
 
     def desired(self, node: str) -> dict[ObjectRef, dict[str, Any]]:
@@ -208,7 +251,7 @@ def diff(index: Index, node: str, sent: dict[ObjectRef, Sent], refs: set[ObjectR
         wanted = desired.__contains__
     else:
         candidates = refs
-        wanted = lambda r: index.wanted(node, r)  # noqa: E731
+        wanted = functools.partial(index.wanted, node)
     actions: list[Action] = []
     for ref in sorted(candidates, key=lambda r: (r.resource != PODS.plural, r.resource, r.namespace or "", r.name)):
         s = sent.get(ref)

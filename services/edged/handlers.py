@@ -7,6 +7,10 @@ the cloud through the leaf link while the node is online).
   ending with ``{eof: true}``. A followed stream is bounded in time and count.
 * ``edgebus.node.<node>.edged.exec`` - runs a command in a running container (CRI
   ``ExecSync``) and returns its exit code and output.
+* ``edgebus.node.<node>.edged.stream`` - opens an exec or attach stream into a running
+  container (CRI ``Exec``/``Attach`` streaming, :mod:`services.edged.streaming`), carried
+  over NATS: frames from the cloud on ``edgebus.node.<node>.edged.stream.<id>``, to it on
+  the reply subject it named.
 * ``edgebus.node.<node>.edged.images.load`` - fetches an image archive from the cloud's
   Object Store bucket and imports it into containerd.
 * ``edgebus.node.<node>.edged.state`` - runtime availability and the pods edged runs.
@@ -31,6 +35,7 @@ from edgebus.envelope import Envelope
 from edgebus.errors import BadRequest, NotFound, Unavailable
 from services.edged import logs as logfiles
 from services.edged import spec as S
+from services.edged import streaming
 from services.edged.config import Settings
 from services.edged.manager import PodManager
 from services.edged.runtime import pod_labels_of
@@ -47,6 +52,8 @@ class Ctx:
     cri: CriClient
     manager: PodManager
     followers: set[asyncio.Task[None]] = field(default_factory=set)
+    #: open exec/attach streams (made at the first)
+    sessions: streaming.Sessions | None = None
     runtime_version: str = ""
 
 
@@ -101,6 +108,18 @@ async def find_container(ctx: Ctx, namespace: str, name: str, container: str | N
     if not states:
         raise BadRequest(f'container "{container}" in pod "{name}" is waiting to start')
     return states[0]
+
+
+async def find_sandbox(ctx: Ctx, namespace: str, name: str) -> str:
+    """The ready sandbox of a pod this node runs."""
+    labels = {S.LABEL_NODE: ctx.node, S.LABEL_POD_NAMESPACE: namespace, S.LABEL_POD_NAME: name}
+    uid = ctx.manager.find(namespace, name)
+    if uid is not None:
+        labels[S.LABEL_POD_UID] = uid
+    ready = [b for b in await ctx.cri.list_pod_sandbox(labels) if b.state == api.SANDBOX_READY]
+    if not ready:
+        raise NotFound(f'pods "{name}" not found on node {ctx.node}, or not running')
+    return str(max(ready, key=lambda b: b.created_at).id)
 
 
 async def _log_path(ctx: Ctx, c: CState) -> str:
@@ -159,6 +178,25 @@ def build_router(node: str) -> Router[Ctx]:
         cap = ctx.settings.edged.max_log_bytes
         return {"container": c.name, "exitCode": code, "stdout": out[-cap:], "stderr": err[-cap:]}
 
+    @router.reply(names.edged_subject(node, "stream"), name="stream")
+    async def stream(m: Message, ctx: Ctx) -> dict[str, Any]:
+        q = m.env.content if isinstance(m.env.content, dict) else {}
+        name = _str(q, "name", required=True)
+        assert name is not None
+        sid = _str(q, "id", required=True)
+        assert sid is not None
+        if ctx.sessions is None:
+            ctx.sessions = streaming.Sessions(ctx.cri)
+        if q.get("kind") == "portforward":
+            sb = await find_sandbox(ctx, _str(q, "namespace") or "default", name)
+            await streaming.open_portforward(ctx.sessions, ctx.bus, names.edged_stream_subject(ctx.node, sid), sb, q)
+            return {"sandbox": sb}
+        c = await find_container(ctx, _str(q, "namespace") or "default", name, _str(q, "container"))
+        if c.state != RUNNING:
+            raise BadRequest(f"container {c.name} is not running (it is {c.state})")
+        await streaming.open_stream(ctx.sessions, ctx.bus, names.edged_stream_subject(ctx.node, sid), c.id, q)
+        return {"container": c.name}
+
     @router.reply(names.edged_subject(node, "images.load"), name="images-load")
     async def images_load(m: Message, ctx: Ctx) -> dict[str, Any]:
         q = m.env.content if isinstance(m.env.content, dict) else {}
@@ -168,7 +206,8 @@ def build_router(node: str) -> Router[Ctx]:
         # the caller's "size" is not trusted: the stored size is checked first, and the
         # bytes are counted as they arrive (the stored metadata could lie too)
         limit = ctx.settings.edged.max_image_bytes
-        if not ctx.manager.runtime_ok:
+        wasm = ctx.manager.cri.wasm
+        if not ctx.manager.runtime_ok and wasm is None:
             raise Unavailable(f"container runtime of node {ctx.node} is unavailable: {ctx.manager.runtime_error}")
         bucket_ = ObjectBucket(ctx.bus, bucket, domain=ctx.settings.cloud_domain)
         try:
@@ -192,10 +231,21 @@ def build_router(node: str) -> Router[Ctx]:
             except BusError as exc:
                 raise Unavailable(f"cannot fetch {obj} from the cloud's bucket {bucket}: {exc}") from None
             fetched = time.monotonic() - t0
-            try:
-                images = await asyncio.to_thread(import_image, ctx.settings.edged.containerd, tmp)
-            except Exception as exc:
-                raise BadRequest(f"import failed: {exc}") from None
+            images: list[str] | None = None
+            if wasm is not None:  # a Wasm artifact goes into the module store
+                try:
+                    images = await asyncio.to_thread(wasm.import_archive, tmp)
+                except ValueError:
+                    images = None
+                except OSError as exc:
+                    raise BadRequest(f"import failed: {exc}") from None
+            if images is None:
+                if not ctx.manager.runtime_ok:
+                    raise Unavailable(f"container runtime of node {ctx.node} is unavailable: {ctx.manager.runtime_error} (Wasm modules can be loaded: this archive holds none)")
+                try:
+                    images = await asyncio.to_thread(import_image, ctx.settings.edged.containerd, tmp)
+                except Exception as exc:
+                    raise BadRequest(f"import failed: {exc}") from None
             log.info("imported %s (%d bytes, fetched in %.2fs): %s", obj, info.size, fetched, images)
             return {"node": ctx.node, "images": images, "bytes": info.size, "fetchSeconds": round(fetched, 3)}
         finally:
@@ -213,6 +263,7 @@ def build_router(node: str) -> Router[Ctx]:
         return {
             "node": ctx.node,
             "runtime": {"ok": mgr.runtime_ok, "error": "" if mgr.runtime_ok else mgr.runtime_error, "version": ctx.runtime_version, "endpoint": ctx.settings.edged.containerd},
+            "wasm": {"ok": mgr.wasm_ok},
             "desiredLoaded": mgr.loaded,
             "pods": pods,
             "followers": len(ctx.followers),

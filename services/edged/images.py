@@ -19,6 +19,7 @@ import json
 import logging
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,27 +54,33 @@ class Images:
         self._backoff: dict[str, _Backoff] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def ensure(self, container: dict[str, object]) -> None:
-        """Make the container's image available per its pull policy, or raise ImageError."""
+    async def ensure(self, container: dict[str, object], note: Callable[[str, str, str], None] | None = None) -> str:
+        """Make the container's image available per its pull policy, or raise ImageError.
+        Returns ``present`` (nothing pulled) or ``pulled``; ``note(type, reason, message)``
+        hears of pulls (``Pulling``, ``Pulled``, ``BackOff``) as the kubelet reports them."""
         image = str(container.get("image") or "")
-        policy = pull_policy(container)  # type: ignore[arg-type]
+        say = note or (lambda _t, _r, _m: None)
+        policy = pull_policy(container)
         present = await self.cri.image_status(image) is not None
         if policy == "Never":
             if not present:
                 raise ImageError("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never')
-            return
+            return "present"
         if policy == "IfNotPresent" and present:
-            return
+            return "present"
         lock = self._locks.setdefault(image, asyncio.Lock())
         async with lock:
             if policy == "IfNotPresent" and await self.cri.image_status(image) is not None:
-                return  # pulled by another pod meanwhile
+                return "present"  # pulled by another pod meanwhile
             bo = self._backoff.get(image)
             now = time.time()
             if bo is not None and now < bo.next_at:
                 if present:
-                    return
+                    return "present"
+                say("Normal", "BackOff", f'Back-off pulling image "{image}"')
                 raise ImageError("ImagePullBackOff", f'Back-off pulling image "{image}": {bo.error}')
+            say("Normal", "Pulling", f'Pulling image "{image}"')
+            t0 = time.monotonic()
             try:
                 await self.cri.pull_image(image, timeout=self.pull_timeout)
             except RuntimeUnavailable:
@@ -81,12 +88,30 @@ class Images:
             except CriError as exc:
                 failures = bo.failures + 1 if bo else 1
                 self._backoff[image] = _Backoff(failures, now + max(backoff_delay(failures, self.initial, self.cap), self.initial), str(exc))
+                say("Warning", "Failed", f'Failed to pull image "{image}": {exc}')
                 if present:
                     log.warning("pulling %s failed (%s); running the local copy", image, exc)
-                    return
+                    return "present"
                 raise ImageError("ErrImagePull", str(exc)) from None
             self._backoff.pop(image, None)
+            say("Normal", "Pulled", f'Successfully pulled image "{image}" in {time.monotonic() - t0:.3g}s')
             log.info("pulled image %s", image)
+            return "pulled"
+
+
+class WasmImages(Images):
+    """Modules of Wasm containers: an OCI artifact loaded into the Wasm runtime's module
+    store (nothing is pulled: no registry), or none at all when ``command[0]`` names a
+    ``.wasm`` file of one of the container's volumes (a ConfigMap key, ...)."""
+
+    async def ensure(self, container: dict[str, object], note: Callable[[str, str, str], None] | None = None) -> str:
+        cmd = container.get("command")
+        if isinstance(cmd, list) and cmd and str(cmd[0]).endswith(".wasm"):
+            return "volume"
+        image = str(container.get("image") or "")
+        if await self.cri.image_status(image) is not None:
+            return "present"
+        raise ImageError("ErrImageNeverPull", f'Wasm module image "{image}" is not on this node: load its OCI artifact with `edgebus image load` (modules are not pulled)')
 
 
 def archive_images(path: str | Path) -> list[str]:

@@ -8,31 +8,45 @@ import logging
 import time
 from typing import Any
 
-from edgebus.cri import CriClient, CriError, RuntimeUnavailable
+from edgebus import clock
+from edgebus.cri import CriError, RuntimeUnavailable
+from edgebus.objects import poddns
+
 from edgebus.objects.refs import pod_references
 from services.edged import spec as S
 from services.edged import volumes
 from services.edged.config import EdgedSettings
-from services.edged.images import Images
-from services.edged.pods import FULL_SYNC_SECONDS, PODS, PodWorker, _spec_part
+from services.edged.events import Events
+from services.edged.images import ImageError, Images, WasmImages
+from services.edged.pods import FULL_SYNC_SECONDS, PODS, PodWorker
 from services.edged.publish import Publisher
-from services.edged.runtime import RuntimeView, pod_labels_of
+from services.edged.runtime import Observed, RuntimeView, pod_labels_of
+from services.edged.runtimes import Runtimes
 
 log = logging.getLogger("edgebus.edged")
 
 
 class PodManager:
-    """Desired pods by UID, their workers, and the housekeeping tick."""
+    """Desired pods by UID, their workers, and the housekeeping tick; the host of its
+    workers (:class:`~services.edged.workerhost.WorkerHost`)."""
 
-    def __init__(self, *, node: str, settings: EdgedSettings, cri: CriClient, publisher: Publisher, host_ip: str, probe_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, node: str, settings: EdgedSettings, cri: Runtimes, publisher: Publisher, host_ip: str, probe_host: str = "127.0.0.1", events: Events | None = None
+    ) -> None:
         self.node = node
+        self.events = events
         self.settings = settings
         self.cri = cri
         self.publisher = publisher
         self.host_ip = host_ip
         self.probe_host = probe_host
-        self.view = RuntimeView(cri, node)
-        self.images = Images(cri, initial=settings.image_backoff_initial, cap=settings.backoff_max, pull_timeout=settings.pull_timeout)
+        self.view = RuntimeView(cri, node)  # type: ignore[arg-type]  # Runtimes is shaped as CriClient
+        self.images = Images(cri.cri, initial=settings.image_backoff_initial, cap=settings.backoff_max, pull_timeout=settings.pull_timeout)
+        self.wasm_images = (
+            WasmImages(cri.wasm, initial=settings.image_backoff_initial, cap=settings.backoff_max, pull_timeout=settings.pull_timeout)  # type: ignore[arg-type]
+            if cri.wasm is not None
+            else None
+        )
         self.desired: dict[str, dict[str, Any]] = {}
         self.by_name: dict[tuple[str, str], str] = {}
         self.sources: dict[str, S.Sources] = {}
@@ -40,7 +54,23 @@ class PodManager:
         self.loaded = False
         self.runtime_ok = False
         self.runtime_error = "not checked yet"
+        #: whether Wasm pods can run here (wasmtime installed, edged.wasm_enabled)
+        self.wasm_ok = cri.wasm is not None
         self.on_runtime_change: list[Any] = []
+        #: set when there is something for the housekeeping tick to look at (a new worker,
+        #: the first listing, the runtime back): it then relists at once
+        self.attention = asyncio.Event()
+
+    def pod_dns(self, pod: dict[str, Any]) -> poddns.ResolvConf | None:
+        """The pod's resolv.conf from its dnsPolicy/dnsConfig and the node's settings (None:
+        the node's own file, which the runtime copies)."""
+        st = self.settings
+        try:
+            with open(st.resolv_conf) as f:
+                host = poddns.parse_resolv_conf(f.read())
+        except OSError:
+            host = poddns.ResolvConf()
+        return poddns.resolv_conf(pod, cluster_dns=st.cluster_dns, cluster_domain=st.cluster_domain, host=host)
 
     # -- desired state ------------------------------------------------------------------
     def sources_for(self, namespace: str) -> S.Sources:
@@ -80,7 +110,7 @@ class PodManager:
         self.by_name = {(S.pod_ref(p).namespace, S.pod_ref(p).name): uid for uid, p in new.items()}
         for uid, p in new.items():
             ns = S.pod_ref(p).namespace
-            if uid not in old or _spec_part(old[uid]) != _spec_part(p) or uid not in self.workers:
+            if uid not in old or S.without_status(old[uid]) != S.without_status(p) or uid not in self.workers:
                 self.worker(uid).update(p)
             elif any((ns, r, n) in changed_refs for r, n in pod_references(p)):
                 self.worker(uid).refresh(p, self.settings.source_refresh_delay)
@@ -88,6 +118,8 @@ class PodManager:
             w = self.workers.get(uid)
             if w is not None:
                 w.update(None)
+        if not self.loaded:
+            self.attention.set()
         self.loaded = True
         PODS.set(len(new))
 
@@ -97,9 +129,39 @@ class PodManager:
             w = PodWorker(self, uid)
             w.pod = self.desired.get(uid)
             self.workers[uid] = w
+            self.attention.set()
         return w
 
     # -- runtime ------------------------------------------------------------------------
+    def handler_of(self, pod: dict[str, Any] | None) -> str | None:
+        return S.runtime_handler(pod, self.settings.wasm_runtime_classes) if pod is not None else None
+
+    def runtime_ready(self, pod: dict[str, Any] | None) -> bool:
+        """Whether the runtime of ``pod`` answers (a pod no longer desired: either does)."""
+        if pod is None:
+            return self.runtime_ok or self.wasm_ok
+        return self.wasm_ok if self.handler_of(pod) == "wasm" else self.runtime_ok
+
+    async def observe(self, uid: str) -> Observed:
+        return await self.view.observe(uid)
+
+    def forget_container(self, container_id: str) -> None:
+        self.view.forget(container_id)
+
+    def pod_event(self, pod: dict[str, Any], type_: str, reason: str, message: str, container: str = "") -> None:
+        if self.events is not None:
+            self.events.pod(pod, type_, reason, message, container)
+
+    async def publish_status(self, ref: S.PodRef, status: dict[str, Any], *, deleted: bool = False) -> bool:
+        return await self.publisher.pod(ref.namespace, ref.name, ref.uid, status, deleted=deleted)
+
+    def images_for(self, pod: dict[str, Any]) -> Images:
+        if self.handler_of(pod) == "wasm":
+            if self.wasm_images is None:
+                raise ImageError("RuntimeClassNotSupported", "this node does not run Wasm pods (wasmtime is not installed, or edged.wasm_enabled is false)")
+            return self.wasm_images
+        return self.images
+
     def runtime_lost(self, exc: Exception) -> None:
         if self.runtime_ok:
             log.error("container runtime lost: %s", exc)
@@ -108,12 +170,25 @@ class PodManager:
             for cb in self.on_runtime_change:
                 cb()
 
+    async def _tick(self) -> None:
+        """``sync_interval`` while there are pods; with none, until one appears (or the first
+        listing, or the runtime comes back), at most ``idle_sync_interval``: an idle node does
+        not relist its runtime every second to find nothing."""
+        if self.workers:
+            await asyncio.sleep(self.settings.sync_interval)
+            return
+        await clock.wait_set(self.attention, self.settings.idle_sync_interval)
+        # a burst (the first listing's pods) is one relist
+        await asyncio.sleep(min(self.settings.sync_interval, 0.05))
+
     async def housekeeping(self) -> None:
-        """Every ``sync_interval``: find orphans, wake every worker, drop finished ones."""
+        """Every tick (:meth:`_tick`): find orphans, wake every worker, drop finished ones."""
         last_dirs = 0.0
         while True:
-            await asyncio.sleep(self.settings.sync_interval)
-            if not self.runtime_ok or not self.loaded:
+            await self._tick()
+            self.attention.clear()
+            if not (self.runtime_ok or self.wasm_ok) or not self.loaded:
+
                 continue
             try:
                 boxes = await self.cri.list_pod_sandbox({S.LABEL_NODE: self.node})

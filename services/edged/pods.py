@@ -24,23 +24,27 @@ once, so a restart of edged never kills pods it has not yet looked up.
 
 from __future__ import annotations
 
+import functools
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
 from edgebus.cri import CriError, CriNotFound, RuntimeUnavailable
+from edgebus.objects.resources import parse_time
+from services.edged import logic as L
 from services.edged import spec as S
 from services.edged import volumes
 from services.edged.images import ImageError
 from services.edged.probes import Prober
 from services.edged.runtime import Observed
-from services.edged.status import CREATED, EXITED, RUNNING, UNKNOWN, Waiting, container_status, pod_status, restart_at, restart_wanted, rfc3339
+from services.edged.status import CREATED, EXITED, RUNNING, UNKNOWN, CState, Waiting, container_status, init_progress, pod_status, restart_at, restart_wanted, rfc3339
 
 if TYPE_CHECKING:
-    from services.edged.manager import PodManager
+    from services.edged.workerhost import WorkerHost
 
 log = logging.getLogger("edgebus.edged")
 
@@ -53,17 +57,24 @@ FULL_SYNC_SECONDS = 10.0
 
 
 class PodWorker:
-    def __init__(self, mgr: PodManager, uid: str) -> None:
-        self.mgr = mgr
+    """Syncs one pod (by UID) each time it is woken; what it uses of the node is its
+    :class:`~services.edged.workerhost.WorkerHost` (the pod manager)."""
+
+    def __init__(self, host: WorkerHost, uid: str) -> None:
+        self.host = host
         self.uid = uid
         self.pod: dict[str, Any] | None = None
         self._wake = asyncio.Event()
         self._refresh: asyncio.TimerHandle | None = None
-        self.prober = Prober(mgr.cri, self.wake, host=mgr.probe_host)
+        self.prober = Prober(host.cri, self.wake, host=host.probe_host, on_failure=self._probe_failed)  # type: ignore[arg-type]  # Runtimes is shaped as CriClient
+        #: per container, the waiting condition last recorded as an event (recorded when it starts)
+        self._noted: dict[str, tuple[str, str]] = {}
         self.published: dict[str, Any] | None = None
         self.confirmed = False
         self.done = False
         self.force_restart: set[str] = set()
+        #: the pod ran longer than its activeDeadlineSeconds: stopped, Failed for good
+        self.deadline_exceeded = False
         self.invalid_logged = False
         #: the runtime's view of this pod at the last housekeeping wake, when it last synced,
         #: and whether it waits for time to pass (back-off) and so needs every tick
@@ -90,12 +101,37 @@ class PodWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    # -- events ---------------------------------------------------------------------
+    def _event(self, type_: str, reason: str, message: str, container: str = "") -> None:
+        if self.pod is not None:
+            self.host.pod_event(self.pod, type_, reason, message, container)
+
+    def _probe_failed(self, container: str, kind: str, message: str) -> None:
+        self._event("Warning", "Unhealthy", f"{kind[:-5].capitalize()} probe failed: {message}", container)
+
+    def _note_waiting(self, name: str, w: Waiting, key: str = "") -> None:
+        """Record a waiting container's condition once, when it starts (not every sync)."""
+        mark = (w.reason, key or w.message)
+        if self._noted.get(name) == mark:
+            return
+        self._noted[name] = mark
+        if w.reason == "CrashLoopBackOff":
+            ref = S.pod_ref(self.pod) if self.pod is not None else None
+            who = f"{ref.name}_{ref.namespace}({ref.uid})" if ref else ""
+            self._event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod {who}", name)
+        elif w.reason in ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull"):
+            if w.reason == "ErrImageNeverPull":
+                self._event("Warning", "ErrImageNeverPull", w.message, name)
+            self._event("Warning", "Failed", f"Error: {w.reason}", name)
+        elif w.reason not in ("ContainerCreating",):
+            self._event("Warning", "Failed", f"Error: {w.message or w.reason}", name)
+
     async def _run(self) -> None:
         try:
             while not self.done:
                 await self._wake.wait()
                 self._wake.clear()
-                if not self.mgr.runtime_ok:
+                if not self.host.runtime_ready(self.pod):
                     continue
                 try:
                     self.needs_tick = False
@@ -105,7 +141,7 @@ class PodWorker:
                 except RuntimeUnavailable as exc:
                     SYNCS.labels("runtime-unavailable").inc()
                     self.needs_tick = True
-                    self.mgr.runtime_lost(exc)
+                    self.host.runtime_lost(exc)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -121,7 +157,7 @@ class PodWorker:
     # -- sync -----------------------------------------------------------------------
     async def sync(self) -> None:
         pod = self.pod
-        obs = await self.mgr.view.observe(self.uid)
+        obs = await self.host.observe(self.uid)
         if pod is None:
             if not obs.empty:
                 log.info("removing pod %s from the runtime: it is no longer desired", self.uid)
@@ -147,68 +183,84 @@ class PodWorker:
                 return int(s.annotations.get(S.ANN_GRACE, ""))
             except ValueError:
                 continue
-        return self.mgr.settings.default_grace_period
+        return self.host.settings.default_grace_period
 
     async def kill(self, obs: Observed, grace: int) -> None:
         """Stop every container (grace period), then the sandboxes; remove all and the
         pod's directory."""
-        cri = self.mgr.cri
+        cri = self.host.cri
         running = [c for c in obs.containers if c.state in (RUNNING, UNKNOWN)]
         await asyncio.gather(*(self._stop(c.id, grace) for c in running))
         for sb in obs.sandboxes:
             await _ignore_missing(cri.stop_pod_sandbox(sb.id))
         for c in obs.containers:
             await _ignore_missing(cri.remove_container(c.id))
-            self.mgr.view.forget(c.id)
+            self.host.forget_container(c.id)
         for sb in obs.sandboxes:
             await _ignore_missing(cri.remove_pod_sandbox(sb.id))
         for d in obs.dir_names():
-            volumes.remove_pod_dir(self.mgr.settings.data_dir, d)
+            volumes.remove_pod_dir(self.host.settings.data_dir, d)
         self.prober.sync([])
 
     async def _stop(self, cid: str, grace: int) -> None:
         try:
-            await self.mgr.cri.stop_container(cid, grace)
+            await self.host.cri.stop_container(cid, grace)
         except CriNotFound:
             pass
 
     async def terminate(self, pod: dict[str, Any], ref: S.PodRef, specs: list[dict[str, Any]], obs: Observed) -> None:
         if obs.empty:
-            volumes.remove_pod_dir(self.mgr.settings.data_dir, ref.dir_name)
+            volumes.remove_pod_dir(self.host.settings.data_dir, ref.dir_name)
             if not self.confirmed:
                 final = self.status(pod, specs, obs, {}, policy="Never")
-                self.confirmed = await self.mgr.publisher.pod(ref.namespace, ref.name, ref.uid, final, deleted=True)
+                self.confirmed = await self.host.publish_status(ref, final, deleted=True)
             return
-        grace = S.grace_seconds(pod, self.mgr.settings.default_grace_period)
+        grace = S.grace_seconds(pod, self.host.settings.default_grace_period)
         log.info("terminating pod %s (grace period %ds)", ref, grace)
         running = [c for c in obs.containers if c.state in (RUNNING, UNKNOWN)]
+        for c in running:
+            self._event("Normal", "Killing", f"Stopping container {c.name}", c.name)
         await asyncio.gather(*(self._stop(c.id, grace) for c in running))
-        after = await self.mgr.view.observe(self.uid)
+        after = await self.host.observe(self.uid)
         final = self.status(pod, specs, after, {}, policy="Never")
         await self.kill(after, 0)
-        volumes.remove_pod_dir(self.mgr.settings.data_dir, ref.dir_name)
-        self.confirmed = await self.mgr.publisher.pod(ref.namespace, ref.name, ref.uid, final, deleted=True)
+        volumes.remove_pod_dir(self.host.settings.data_dir, ref.dir_name)
+        self.confirmed = await self.host.publish_status(ref, final, deleted=True)
         log.info("pod %s terminated and removed", ref)
 
     async def run_pod(self, pod: dict[str, Any], ref: S.PodRef, specs: list[dict[str, Any]], obs: Observed) -> None:
-        st = self.mgr.settings
-        cri = self.mgr.cri
+        st = self.host.settings
+        cri = self.host.cri
         policy = S.restart_policy(pod)
         grace = S.grace_seconds(pod, st.default_grace_period)
         names = [str(c["name"]) for c in specs]
+        inits = S.init_containers(pod)
+        init_names = [str(c["name"]) for c in inits]
         waiting: dict[str, Waiting] = {}
 
         # containers whose name left the spec
-        for c in obs.containers:
-            if c.name not in names:
-                if c.state == RUNNING:
-                    await self._stop(c.id, grace)
-                await _ignore_missing(cri.remove_container(c.id))
-                self.mgr.view.forget(c.id)
+        for c in L.strays(obs, [*names, *init_names]):
+            if c.state == RUNNING:
+                await self._stop(c.id, grace)
+            await _ignore_missing(cri.remove_container(c.id))
+            self.host.forget_container(c.id)
 
-        finished = all((lc := obs.latest(n)) is not None and lc.state == EXITED and n not in self.force_restart and not restart_wanted(policy, lc) for n in names)
+        if self._past_deadline(pod, obs):
+            running = [c for c in obs.containers if c.state in (RUNNING, UNKNOWN)]
+            if running:
+                self._event("Warning", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+            await asyncio.gather(*(self._stop(c.id, grace) for c in running))
+            sb = obs.ready_sandbox()
+            if sb is not None:
+                await _ignore_missing(cri.stop_pod_sandbox(sb.id))
+            self.prober.sync([])
+            await self.report(pod, ref, specs, await self.host.observe(self.uid), waiting, policy)
+            return
+
+        finished = L.finished(obs, names, policy, self.force_restart)
         sb = obs.ready_sandbox()
-        if finished:
+        init_failed = init_progress([obs.latest(n, sb.id if sb else None) for n in init_names], policy) == "failed"
+        if finished or init_failed:
             if sb is not None:
                 await _ignore_missing(cri.stop_pod_sandbox(sb.id))
             self.prober.sync([])
@@ -219,7 +271,7 @@ class PodWorker:
         ro: set[str] = set()
         vol_error: str | None = None
         try:
-            vol_paths, ro = volumes.prepare(st.data_dir, pod, ref, self.mgr.sources_for(ref.namespace), protected=st.protected_dirs())
+            vol_paths, ro = volumes.prepare(st.data_dir, pod, ref, self.host.sources_for(ref.namespace), protected=st.protected_dirs())
         except S.ConfigError as exc:
             vol_error = str(exc)
         except OSError as exc:
@@ -232,7 +284,8 @@ class PodWorker:
                     await self._stop(c.id, 0)
             logs = volumes.log_dir(st.data_dir, ref)
             logs.mkdir(parents=True, exist_ok=True)
-            cfg = S.sandbox_config(pod, self.mgr.node, attempt, str(logs), grace)
+            cfg = S.sandbox_config(pod, self.host.node, attempt, str(logs), grace, self.host.pod_dns(pod), self.host.handler_of(pod))
+
             try:
                 sb_id = await cri.run_pod_sandbox(cfg)
             except RuntimeUnavailable:
@@ -247,99 +300,184 @@ class PodWorker:
             log.info("pod %s: sandbox %s (attempt %d) is running", ref, sb_id[:12], attempt)
         else:
             sb_id = sb.id
-            cfg = S.sandbox_config(pod, self.mgr.node, int(sb.metadata.attempt), str(volumes.log_dir(st.data_dir, ref)), grace)
+            cfg = S.sandbox_config(pod, self.host.node, int(sb.metadata.attempt), str(volumes.log_dir(st.data_dir, ref)), grace, self.host.pod_dns(pod), self.host.handler_of(pod))
+
 
         now = time.time()
+        if inits:
+            start = _Start(pod, ref, sb_id, cfg, vol_paths, ro, vol_error, grace)
+            if not await self.run_init(inits, obs, start, waiting, policy, now):
+                for n in names:
+                    waiting[n] = Waiting("PodInitializing")
+                self.needs_tick = True  # an init container's exit is noticed at the next tick
+                self.prober.sync([])
+                await self.report(pod, ref, specs, await self.host.observe(self.uid), waiting, policy)
+                return
         for spec in specs:
             name = str(spec["name"])
-            cur = obs.latest(name, sb_id)
-            if cur is not None and cur.state == RUNNING:
-                why = None
-                if cur.hash and cur.hash != S.container_hash(spec):
-                    why = "its spec changed"
+            act = L.container_action(spec, obs, sb_id, policy, forced=name in self.force_restart, liveness=self.prober.liveness_failure)
+            target = act.container
+            if act.do is L.Do.KEEP:
+                continue
+            if act.do is L.Do.RESTART and target is not None:
+                log.info("pod %s: restarting container %s: %s", ref, name, act.reason)
+                if act.reason == L.SPEC_CHANGED:
                     self.force_restart.add(name)
-                elif (failure := self.prober.liveness_failure(cur.id)) is not None:
-                    why = failure
-                if why is None:
-                    continue
-                log.info("pod %s: restarting container %s: %s", ref, name, why)
-                await self._stop(cur.id, grace)
+                    self._event("Normal", "Killing", f"Container {name} definition changed, will be restarted", name)
+                else:
+                    self._event("Normal", "Killing", f"Container {name} failed {act.reason.split(' probe')[0]} probe, will be restarted", name)
+                await self._stop(target.id, grace)
                 self.wake()
                 continue
-            if cur is not None and cur.state == CREATED:
+            if act.do is L.Do.START and target is not None:
                 try:
-                    await cri.start_container(cur.id)
+                    await cri.start_container(target.id)
                     STARTS.inc()
                 except CriError as exc:
                     if isinstance(exc, RuntimeUnavailable):
                         raise
                     waiting[name] = Waiting("RunContainerError", str(exc))
                 continue
-            last = obs.latest(name)
-            if last is not None and last.state == RUNNING and last.sandbox_id != sb_id:
-                await self._stop(last.id, 0)
+            if act.do is L.Do.STOP_STRAY and target is not None:
+                await self._stop(target.id, 0)
                 self.wake()
                 continue
-            if last is not None and name not in self.force_restart:
-                if not restart_wanted(policy, last):
-                    continue
-                at = restart_at(last, initial=st.backoff_initial, cap=st.backoff_max, reset=st.backoff_reset)
-                if now < at:
-                    delay = at - last.finished_at / 1e9
-                    waiting[name] = Waiting("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={name} pod={ref.name}_{ref.namespace}({ref.uid})")
-                    continue
-            try:
-                await self.mgr.images.ensure(spec)
-            except ImageError as exc:
-                waiting[name] = Waiting(exc.reason, exc.message)
+            if act.do is L.Do.CREATE_AFTER_BACKOFF and target is not None and self._backing_off(target, ref, now, waiting):
                 continue
-            try:
-                if vol_error and spec.get("volumeMounts"):
-                    raise S.ConfigError(vol_error)
-                env = S.resolve_env(pod, spec, self.mgr.sources_for(ref.namespace), node=self.mgr.node, host_ip=self.mgr.host_ip, pod_ip=self.mgr.host_ip)
-                mounts = S.mounts(spec, vol_paths, ro)
-                attempt = last.attempt + 1 if last is not None else 0
-                ccfg = S.container_config(pod, spec, node=self.mgr.node, attempt=attempt, env=env, mounts=mounts, grace=grace)
-            except S.ConfigError as exc:
-                waiting[name] = Waiting(exc.reason, str(exc))
-                continue
-            try:
-                cid = await cri.create_container(sb_id, ccfg, cfg)
-            except RuntimeUnavailable:
-                raise
-            except CriError as exc:
-                if "reserved" in str(exc):
-                    self.wake()  # created by a sync that was interrupted: adopt it next time
-                else:
-                    waiting[name] = Waiting("CreateContainerError", str(exc))
-                continue
-            try:
-                await cri.start_container(cid)
-            except RuntimeUnavailable:
-                raise
-            except CriError as exc:
-                waiting[name] = Waiting("RunContainerError", str(exc))
-                continue
-            STARTS.inc()
-            self.force_restart.discard(name)
-            log.info("pod %s: container %s started (attempt %d)", ref, name, attempt)
+            start = _Start(pod, ref, sb_id, cfg, vol_paths, ro, vol_error, grace)
+            await self.create_and_start(spec, target, start, waiting)
 
-        obs = await self.mgr.view.observe(self.uid)
+        obs = await self.host.observe(self.uid)
         if waiting:
             self.needs_tick = True  # back-offs expire, missing things appear: look again
         await self.collect_garbage(obs, names, sb_id)
-        self.prober.sync([(c.id, sp) for sp in specs if (c := obs.latest(str(sp["name"]), sb_id)) is not None and c.state == RUNNING])
+        self.prober.sync([(cs.id, sp) for sp in self._probed(pod, specs) if (cs := obs.latest(str(sp["name"]), sb_id)) is not None and cs.state == RUNNING])
+
         await self.report(pod, ref, specs, obs, waiting, policy)
+
+    def _past_deadline(self, pod: dict[str, Any], obs: Observed) -> bool:
+        """``spec.activeDeadlineSeconds`` passed since the pod started on this node."""
+        ads = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if self.deadline_exceeded or not isinstance(ads, int) or isinstance(ads, bool) or ads <= 0:
+            return self.deadline_exceeded
+        self.needs_tick = True  # the deadline passes with time: look every tick
+        start = (parse_time((self.published or {}).get("startTime")) or None) if self.published else None
+        started = start.timestamp() if start is not None else (obs.start_ns() / 1e9 if obs.start_ns() else None)
+        if started is None or time.time() - started < ads:
+            return False
+        self.deadline_exceeded = True
+        return True
+
+    def _probed(self, pod: dict[str, Any], specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The containers whose probes run: none in a Wasm pod (no exec, and WASI preview 1
+        gives a module no sockets to answer on); a Warning event says so, once."""
+        if self.host.handler_of(pod) is None:
+            return specs
+        for sp in specs:
+            kinds = [k for k in ("livenessProbe", "readinessProbe", "startupProbe") if isinstance(sp.get(k), dict)]
+            if kinds and self._noted.get(f"probes:{sp['name']}") is None:
+                self._noted[f"probes:{sp['name']}"] = ("Unsupported", "")
+                self._event("Warning", "Unsupported", f"{', '.join(kinds)} not run: probes are not supported for Wasm containers (the container is ready while it runs)", str(sp["name"]))
+        return []
+
+    def _backing_off(self, last: CState, ref: S.PodRef, now: float, waiting: dict[str, Waiting]) -> bool:
+        st = self.host.settings
+        at = restart_at(last, initial=st.backoff_initial, cap=st.backoff_max, reset=st.backoff_reset)
+        if now >= at:
+            return False
+        delay = at - last.finished_at / 1e9
+        waiting[last.name] = Waiting("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={last.name} pod={ref.name}_{ref.namespace}({ref.uid})")
+        self._note_waiting(last.name, waiting[last.name], key=last.id)
+        return True
+
+    async def create_and_start(self, spec: dict[str, Any], last: CState | None, s: _Start, waiting: dict[str, Waiting]) -> bool:
+        """Create and start the next attempt of ``spec``'s container; on trouble, record
+        why it waits in ``waiting`` and return False."""
+        cri = self.host.cri
+        name = str(spec["name"])
+        ref = s.ref
+        try:
+            outcome = await self.host.images_for(s.pod).ensure(spec, note=functools.partial(self._event, container=name))
+
+        except ImageError as exc:
+            waiting[name] = Waiting(exc.reason, exc.message)
+            self._note_waiting(name, waiting[name], key=exc.reason)
+            return False
+        if outcome == "present":
+            self._event("Normal", "Pulled", f'Container image "{spec.get("image")}" already present on machine', name)
+        try:
+            if s.vol_error and spec.get("volumeMounts"):
+                raise S.ConfigError(s.vol_error)
+            env = S.resolve_env(s.pod, spec, self.host.sources_for(ref.namespace), node=self.host.node, host_ip=self.host.host_ip, pod_ip=self.host.host_ip)
+            mounts = S.mounts(spec, s.vol_paths, s.ro)
+            attempt = last.attempt + 1 if last is not None else 0
+            ccfg = S.container_config(s.pod, spec, node=self.host.node, attempt=attempt, env=env, mounts=mounts, grace=s.grace)
+        except S.ConfigError as exc:
+            waiting[name] = Waiting(exc.reason, str(exc))
+            self._note_waiting(name, waiting[name])
+            return False
+        try:
+            cid = await cri.create_container(s.sb_id, ccfg, s.cfg)
+        except RuntimeUnavailable:
+            raise
+        except CriError as exc:
+            if "reserved" in str(exc):
+                self.wake()  # created by a sync that was interrupted: adopt it next time
+            else:
+                waiting[name] = Waiting("CreateContainerError", str(exc))
+                self._note_waiting(name, waiting[name])
+            return False
+        self._event("Normal", "Created", f"Created container {name}", name)
+        try:
+            await cri.start_container(cid)
+        except RuntimeUnavailable:
+            raise
+        except CriError as exc:
+            waiting[name] = Waiting("RunContainerError", str(exc))
+            return False
+        STARTS.inc()
+        self.force_restart.discard(name)
+        self._noted.pop(name, None)
+        self._event("Normal", "Started", f"Started container {name}", name)
+        log.info("pod %s: container %s started (attempt %d)", ref, name, attempt)
+        return True
+
+    async def run_init(self, inits: list[dict[str, Any]], obs: Observed, s: _Start, waiting: dict[str, Waiting], policy: str, now: float) -> bool:
+        """Run the init containers one after the other, each to success before the next
+        (in the current sandbox); True once all have succeeded. A failed one is run again
+        (with back-off) unless the policy is ``Never`` (the caller then fails the pod)."""
+        for spec in inits:
+            name = str(spec["name"])
+            cur = obs.latest(name, s.sb_id)
+            if cur is not None and cur.state == EXITED and cur.exit_code == 0:
+                continue
+            if cur is not None and cur.state in (RUNNING, UNKNOWN):
+                return False
+            if cur is not None and cur.state == CREATED:
+                try:
+                    await self.host.cri.start_container(cur.id)
+                    STARTS.inc()
+                except RuntimeUnavailable:
+                    raise
+                except CriError as exc:
+                    waiting[name] = Waiting("RunContainerError", str(exc))
+                return False
+            if cur is not None and (policy == "Never" or self._backing_off(cur, s.ref, now, waiting)):
+                return False
+            last = obs.latest(name)
+            await self.create_and_start(spec, last, s, waiting)
+            return False
+        return True
 
     async def collect_garbage(self, obs: Observed, names: list[str], sb_id: str) -> None:
         """Keep the latest two containers per name (status and ``logs --previous``); remove
         older sandboxes once every container runs in the current one."""
-        cri = self.mgr.cri
+        cri = self.host.cri
         for n in names:
             for c in obs.by_name(n)[2:]:
                 if c.state != RUNNING:
                     await _ignore_missing(cri.remove_container(c.id))
-                    self.mgr.view.forget(c.id)
+                    self.host.forget_container(c.id)
         if all(obs.latest(n, sb_id) is not None for n in names):
             for box in obs.sandboxes:
                 if box.id == sb_id:
@@ -349,7 +487,7 @@ class PodWorker:
                         if c.state == RUNNING:
                             await self._stop(c.id, 0)
                         await _ignore_missing(cri.remove_container(c.id))
-                        self.mgr.view.forget(c.id)
+                        self.host.forget_container(c.id)
                 await _ignore_missing(cri.stop_pod_sandbox(box.id))
                 await _ignore_missing(cri.remove_pod_sandbox(box.id))
 
@@ -361,7 +499,7 @@ class PodWorker:
             latest, previous = obs.latest(name), obs.previous(name)
             running = latest is not None and latest.state == RUNNING
             will_restart = latest is not None and latest.state == EXITED and (name in self.force_restart or restart_wanted(policy, latest))
-            if S.terminating(pod):
+            if S.terminating(pod) or self.deadline_exceeded:
                 will_restart = False
             statuses.append(
                 container_status(
@@ -374,28 +512,52 @@ class PodWorker:
                     will_restart=will_restart,
                 )
             )
+        inits = S.init_containers(pod)
+        sb = obs.ready_sandbox()
+        init_latest = [obs.latest(str(sp["name"]), sb.id if sb else None) for sp in inits]
+        init_statuses = []
+        for sp, latest in zip(inits, init_latest, strict=True):
+            name = str(sp["name"])
+            failed = latest is not None and latest.state == EXITED and latest.exit_code != 0
+            cs = container_status(sp, latest, obs.previous(name), waiting.get(name), ready=False, started=False, will_restart=failed and policy != "Never" and not S.terminating(pod))
+            cs["ready"] = latest is not None and latest.state == EXITED and latest.exit_code == 0
+            init_statuses.append(cs)
         start = obs.start_ns()
         prev_start = (self.published or {}).get("startTime")
         return pod_status(
             pod,
             statuses,
             policy=policy,
-            host_ip=self.mgr.host_ip,
-            pod_ip=self.mgr.host_ip,
+            host_ip=self.host.host_ip,
+            pod_ip=self.host.host_ip,
             start_time=prev_start or rfc3339(start) or rfc3339(time.time_ns()),
             previous=self.published,
             now=rfc3339(time.time_ns()) or "",
+            init_statuses=init_statuses,
+            init_state=init_progress(init_latest, policy) if inits else "done",
+            deadline_exceeded=self.deadline_exceeded,
+            reason="DeadlineExceeded" if self.deadline_exceeded else "",
+            message="Pod was active on the node longer than the specified deadline" if self.deadline_exceeded else "",
         )
 
     async def report(self, pod: dict[str, Any], ref: S.PodRef, specs: list[dict[str, Any]], obs: Observed, waiting: dict[str, Waiting], policy: str) -> None:
         status = self.status(pod, specs, obs, waiting, policy=policy)
-        if status != self.published and await self.mgr.publisher.pod(ref.namespace, ref.name, ref.uid, status):
+        if status != self.published and await self.host.publish_status(ref, status):
             self.published = status
 
 
-def _spec_part(pod: dict[str, Any]) -> dict[str, Any]:
-    """A pod without its status (metamanager overlays the status this node reported)."""
-    return {k: v for k, v in pod.items() if k != "status"}
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What starting a container of a pod needs, prepared once per sync."""
+
+    pod: dict[str, Any]
+    ref: S.PodRef
+    sb_id: str
+    cfg: Any
+    vol_paths: dict[str, str]
+    ro: set[str]
+    vol_error: str | None
+    grace: int
 
 
 async def _ignore_missing(aw: Any) -> None:

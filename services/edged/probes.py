@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from edgebus.cri import CriClient, CriError
 
 log = logging.getLogger("edgebus.edged.probes")
@@ -72,6 +70,8 @@ async def run_probe(cri: CriClient, cid: str, spec: dict[str, Any], probe: dict[
             scheme = str(g.get("scheme") or "HTTP").lower()
             url = f"{scheme}://{g.get('host') or host}:{_port(spec, g.get('port'))}{g.get('path') or '/'}"
             headers = {str(h.get("name")): str(h.get("value")) for h in g.get("httpHeaders") or [] if isinstance(h, dict)}
+            import httpx  # only for pods with HTTP probes
+
             async with httpx.AsyncClient(timeout=timeout, verify=False) as client:
                 r = await client.get(url, headers=headers)
             return 200 <= r.status_code < 400, f"HTTP probe {url}: {r.status_code}"
@@ -82,17 +82,24 @@ async def run_probe(cri: CriClient, cid: str, spec: dict[str, Any], probe: dict[
             w.close()
             return True, f"TCP probe {port}: connected"
         return False, "probe has no exec, httpGet or tcpSocket handler"
-    except (CriError, httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
+    except (CriError, OSError, TimeoutError, ValueError) as exc:
         return False, f"probe failed: {exc}"
+    except Exception as exc:  # httpx.HTTPError (imported above, with the first HTTP probe)
+        if type(exc).__module__.startswith("httpx"):
+            return False, f"probe failed: {exc}"
+        raise
 
 
 class Prober:
     """The probes of one pod's running containers."""
 
-    def __init__(self, cri: CriClient, wake: Callable[[], None], *, host: str = "127.0.0.1") -> None:
+    def __init__(self, cri: CriClient, wake: Callable[[], None], *, host: str = "127.0.0.1", on_failure: Callable[[str, str, str], None] | None = None) -> None:
         self.cri = cri
         self.wake = wake
         self.host = host
+        #: ``(container name, probe kind, message)`` for every failed probe (the kubelet's
+        #: ``Unhealthy`` event)
+        self.on_failure = on_failure
         self._containers: dict[str, _Container] = {}
 
     def sync(self, running: list[tuple[str, dict[str, Any]]]) -> None:
@@ -169,6 +176,8 @@ class Prober:
                     res.failures += 1
                     res.successes = 0
                     res.message = msg
+                    if self.on_failure is not None:
+                        self.on_failure(str(c.spec.get("name") or ""), kind, msg)
                     if res.failures >= failures_allowed:
                         res.ok = False
                 if res.ok != before:

@@ -17,10 +17,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from edgebus.cri import api
+from edgebus.objects.poddns import ResolvConf
+from edgebus.objects.quantity import cpu_millis, memory_bytes, parse_quantity
 
 LABEL_NODE = "io.edgebus.node"
 LABEL_POD_NAME = "io.kubernetes.pod.name"
@@ -29,6 +30,8 @@ LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_CONTAINER = "io.kubernetes.container.name"
 ANN_HASH = "io.edgebus.container.hash"
 ANN_GRACE = "io.edgebus.pod.terminationGracePeriod"
+#: the runtime handler of a pod's sandbox (absent: containerd)
+LABEL_HANDLER = "io.edgebus.runtime-handler"
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
@@ -71,12 +74,24 @@ def pod_ref(pod: dict[str, Any]) -> PodRef:
     return PodRef(str(ns), name, uid)
 
 
+def without_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod without its ``status``: what changes when its spec or metadata changes
+    (metamanager overlays the status this node reported, so the status alone changes too)."""
+    return {k: v for k, v in pod.items() if k != "status"}
+
+
 def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     spec = pod.get("spec") or {}
     out = [c for c in spec.get("containers") or [] if isinstance(c, dict) and isinstance(c.get("name"), str)]
     if not out:
         raise InvalidPod("pod has no containers")
     return out
+
+
+def init_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod's init containers, in the order they run."""
+    spec = pod.get("spec") or {}
+    return [c for c in spec.get("initContainers") or [] if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 def restart_policy(pod: dict[str, Any]) -> str:
@@ -115,50 +130,7 @@ def container_hash(container: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# -- quantities ------------------------------------------------------------------------
-
-_SUFFIX = {
-    "": 1,
-    "m": Decimal("0.001"),
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-
-
-def parse_quantity(q: Any) -> Decimal:
-    """A Kubernetes quantity (``500m``, ``1.5``, ``64Mi``, ``1e3``) as a Decimal."""
-    if isinstance(q, bool):
-        raise ValueError(f"invalid quantity {q!r}")
-    if isinstance(q, int | float):
-        return Decimal(str(q))
-    if not isinstance(q, str):
-        raise ValueError(f"invalid quantity {q!r}")
-    m = _QTY.fullmatch(q.strip())
-    if not m:
-        raise ValueError(f"invalid quantity {q!r}")
-    try:
-        return Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2) or ""])
-    except InvalidOperation:
-        raise ValueError(f"invalid quantity {q!r}") from None
-
-
-def cpu_millis(q: Any) -> int:
-    return int((parse_quantity(q) * 1000).to_integral_value(rounding="ROUND_CEILING"))
-
-
-def memory_bytes(q: Any) -> int:
-    return int(parse_quantity(q).to_integral_value(rounding="ROUND_CEILING"))
+# -- quantities (edgebus.objects.quantity) -----------------------------------------------
 
 
 def linux_resources(container: dict[str, Any]) -> api.LinuxContainerResources:
@@ -344,7 +316,18 @@ def labels(node: str, ref: PodRef, container: str | None = None) -> dict[str, st
     return out
 
 
-def sandbox_config(pod: dict[str, Any], node: str, attempt: int, log_dir: str, grace: int) -> api.PodSandboxConfig:
+def runtime_handler(pod: dict[str, Any], wasm_classes: list[str] | tuple[str, ...]) -> str | None:
+    """The runtime handler of the pod: ``wasm`` for a pod of a Wasm RuntimeClass, None (containerd) otherwise."""
+    rc = (pod.get("spec") or {}).get("runtimeClassName")
+    return "wasm" if rc and rc in wasm_classes else None
+
+
+def sandbox_config(
+    pod: dict[str, Any], node: str, attempt: int, log_dir: str, grace: int, dns: ResolvConf | None = None, handler: str | None = None
+) -> api.PodSandboxConfig:
+    """The sandbox of ``pod``; ``dns``: its resolv.conf (None: the runtime copies the node's);
+    ``handler``: its runtime handler (None: containerd's)."""
+
     ref = pod_ref(pod)
     md = pod.get("metadata") or {}
     ann = {str(k): str(v) for k, v in (md.get("annotations") or {}).items()}
@@ -352,7 +335,9 @@ def sandbox_config(pod: dict[str, Any], node: str, attempt: int, log_dir: str, g
     return api.PodSandboxConfig(
         metadata=api.PodSandboxMetadata(name=ref.name, namespace=ref.namespace, uid=ref.uid, attempt=attempt),
         log_directory=log_dir,
-        labels=labels(node, ref),
+        dns_config=api.DNSConfig(servers=dns.servers, searches=dns.searches, options=dns.options) if dns is not None else None,
+        labels={**labels(node, ref), **({LABEL_HANDLER: handler} if handler else {})},
+
         annotations=ann,
         linux=api.LinuxPodSandboxConfig(
             security_context=api.LinuxSandboxSecurityContext(

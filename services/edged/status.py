@@ -43,6 +43,11 @@ class Waiting:
     message: str = ""
 
 
+
+def container_id(cid: str) -> str:
+    """``<runtime>://<id>`` as the kubelet reports it (Wasm runtime IDs start with ``wasm-``)."""
+    return f"wasm://{cid}" if cid.startswith("wasm-") else f"containerd://{cid}"
+
 def rfc3339(ns: int) -> str | None:
     if not ns:
         return None
@@ -77,7 +82,7 @@ def _terminated(c: CState) -> dict[str, Any]:
     out: dict[str, Any] = {
         "exitCode": c.exit_code,
         "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
-        "containerID": f"containerd://{c.id}",
+        "containerID": container_id(c.id),
     }
     if c.message:
         out["message"] = c.message
@@ -111,7 +116,7 @@ def container_status(
         "lastState": {},
     }
     if latest is not None:
-        out["containerID"] = f"containerd://{latest.id}"
+        out["containerID"] = container_id(latest.id)
         out["imageID"] = latest.image_ref
     if latest is not None and latest.state == RUNNING:
         out["state"] = {"running": {"startedAt": rfc3339(latest.started_at or latest.created_at)}}
@@ -133,6 +138,18 @@ def container_status(
         if latest is not None and latest.state == EXITED:
             out["lastState"] = {"terminated": _terminated(latest)}
     return out
+
+
+def init_progress(latest: list[CState | None], policy: str) -> str:
+    """Where a pod's init containers are, from the latest run of each in order: ``done``
+    (all succeeded), ``failed`` (one failed and ``policy`` is ``Never``) or ``running``."""
+    for c in latest:
+        if c is not None and c.state == EXITED and c.exit_code == 0:
+            continue
+        if c is not None and c.state == EXITED and policy == "Never":
+            return "failed"
+        return "running"
+    return "done"
 
 
 def phase(statuses: list[dict[str, Any]], policy: str) -> str:
@@ -186,19 +203,33 @@ def pod_status(
     now: str,
     message: str = "",
     reason: str = "",
+    init_statuses: list[dict[str, Any]] | None = None,
+    init_state: str = "done",
+    deadline_exceeded: bool = False,
 ) -> dict[str, Any]:
     """The whole ``status`` of a pod: phase, conditions, container statuses, IPs, times.
+
+    ``init_state`` is where the init containers are: ``done`` (or there are none),
+    ``running`` (the pod is Pending, not Initialized) or ``failed`` (one failed and will
+    not be run again: the pod Failed).
 
     ``lastTransitionTime`` of a condition moves only when its status changes, so the same
     observations give the same status (and nothing is published)."""
     ph = phase(container_statuses, policy)
-    prev = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
+    if init_state == "running":
+        ph = "Pending"
+    elif init_state == "failed":
+        ph = "Failed"
+    if deadline_exceeded:
+        ph = "Failed"
+    prev = {str(c.get("type")): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
+
     all_ready = bool(container_statuses) and all(s.get("ready") for s in container_statuses)
     done = ph in ("Succeeded", "Failed")
-    not_ready_reason = "PodCompleted" if done else ("" if all_ready else "ContainersNotReady")
+    not_ready_reason = "PodFailed" if deadline_exceeded else "PodCompleted" if done else ("" if all_ready else "ContainersNotReady")
     conds = [
         _condition("PodScheduled", True, prev, now),
-        _condition("Initialized", True, prev, now, "PodCompleted" if done else ""),
+        _condition("Initialized", init_state == "done", prev, now, "ContainersNotInitialized" if init_state != "done" else ("PodCompleted" if done else "")),
         _condition("ContainersReady", all_ready and not done, prev, now, not_ready_reason),
         _condition("Ready", all_ready and not done, prev, now, not_ready_reason),
     ]
@@ -212,6 +243,8 @@ def pod_status(
         "containerStatuses": container_statuses,
         "qosClass": qos_class(pod),
     }
+    if init_statuses:
+        out["initContainerStatuses"] = init_statuses
     if start_time:
         out["startTime"] = start_time
     if message:

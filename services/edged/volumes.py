@@ -81,13 +81,13 @@ def _project(target: Path, data: dict[str, bytes], items: list[Any] | None, mode
         for it in items:
             if not isinstance(it, dict):
                 continue
-            key, path = it.get("key"), it.get("path")
-            if key not in data:
-                raise ConfigError(f"{what}: key {key!r} not found")
+            item_key, path = it.get("key"), it.get("path")
+            if item_key not in data:
+                raise ConfigError(f"{what}: key {item_key!r} not found")
             if not isinstance(path, str) or path.startswith("/") or ".." in path.split("/"):
                 raise ConfigError(f"{what}: invalid item path {path!r}")
             m = it.get("mode")
-            files[path] = (data[str(key)], int(m) if isinstance(m, int) else mode)
+            files[path] = (data[str(item_key)], int(m) if isinstance(m, int) else mode)
     else:
         files = {k: (v, mode) for k, v in data.items()}
     for rel, (content, m) in files.items():

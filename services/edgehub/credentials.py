@@ -25,8 +25,6 @@ from prometheus_client import Gauge
 from edgebus import names
 from edgebus.bus import Backoff, Bus, BusAuth, BusError, RemoteError
 from edgebus.envelope import OP_QUERY, Envelope
-from edgebus.identity import join as joinproto
-from edgebus.identity import pki
 from edgebus.identity.node import NodeIdentity
 
 log = logging.getLogger("edgebus.edgehub.credentials")
@@ -61,8 +59,10 @@ class Credentials:
         self.state = CredentialState()
 
     def _validity(self) -> tuple[float, float]:
-        cert = pki.load_certs(self.ident.link_cert_file.read_bytes())[0]
-        return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+        v = self.ident.link_validity()
+        if v is None:
+            raise RuntimeError(f"no link certificate at {self.ident.link_cert_file}")
+        return v
 
     async def run(self) -> None:
         backoff = Backoff(2.0, 300.0)
@@ -94,6 +94,8 @@ class Credentials:
                 await asyncio.sleep(delay)
 
     async def renew_online(self) -> None:
+        from edgebus.identity import pki  # X.509 only when renewing (every few weeks)
+
         key = pki.new_key()
         csr = pki.new_csr(key, self.node).decode()
         env = Envelope.new(source="edgehub", operation=OP_QUERY, resource="nodes", content={"csr": csr})
@@ -109,6 +111,8 @@ class Credentials:
         self._renewed("online")
 
     async def renew_offline(self) -> None:
+        from edgebus.identity import join as joinproto  # HTTPS only after an expiry offline
+
         await asyncio.to_thread(joinproto.renew_offline, self.ident)
         await self._reload_server()
         self._renewed("over HTTPS after expiry")

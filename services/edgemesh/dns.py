@@ -107,7 +107,9 @@ class Resolver:
         entry = table.lookup(*res.service)
         QUERIES.labels("answer").inc()
         if entry is not None and question.rdclass == dns.rdataclass.IN and question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-            r.answer.append(dns.rrset.from_text(question.name, self.ttl, "IN", "A", entry.address))
+            addrs = entry.dns_addresses()
+            if addrs:
+                r.answer.append(dns.rrset.from_text_list(question.name, self.ttl, "IN", "A", addrs))
         return r.to_wire()  # other types of a known name: NOERROR, no answer
 
     async def _forward(self, q: dns.message.Message, *, tcp: bool) -> bytes:

@@ -41,17 +41,20 @@ def _key(o: dict[str, Any]) -> NsName:
 # -- addresses ---------------------------------------------------------------------------
 
 
-def allocate(services: list[dict[str, Any]], cidr: str) -> dict[NsName, str]:
-    """One address per Service inside ``cidr`` (stable; see the module docstring)."""
+def allocate(services: list[dict[str, Any]], cidr: str, reserved: frozenset[str] = frozenset()) -> dict[NsName, str]:
+    """One address per Service inside ``cidr`` (stable; see the module docstring); headless
+    Services get none, and no Service gets an address in ``reserved`` (the node's DNS)."""
     net = ipaddress.ip_network(cidr, strict=False)
     size = net.num_addresses
     if size < 4:
         raise ValueError(f"service range {cidr} is too small")
     usable = size - 2  # not the network's first and last address
     order = sorted(services, key=lambda s: (str(_md(s).get("creationTimestamp") or ""), _key(s)))
-    taken: set[int] = set()
+    taken: set[int] = {int(ipaddress.ip_address(a)) - int(net.network_address) - 1 for a in reserved if _inside(a, net)}
     out: dict[NsName, str] = {}
     for s in order:
+        if is_headless(s):
+            continue
         ns, name = _key(s)
         if (ns, name) in out:
             continue
@@ -65,6 +68,19 @@ def allocate(services: list[dict[str, Any]], cidr: str) -> dict[NsName, str]:
         taken.add(off)
         out[(ns, name)] = str(net.network_address + 1 + off)
     return out
+
+
+def _inside(addr: str, net: Any) -> bool:
+    try:
+        a = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return a in net and a not in (net.network_address, net.broadcast_address)
+
+
+def is_headless(svc: dict[str, Any]) -> bool:
+    spec = svc.get("spec")
+    return isinstance(spec, dict) and spec.get("clusterIP") == "None"
 
 
 # -- the table ---------------------------------------------------------------------------
@@ -89,6 +105,15 @@ class ServiceEntry:
     address: str
     policy: str
     ports: tuple[PortEntry, ...]
+    #: a headless Service (``clusterIP: None``): no address, DNS answers its ready endpoints
+    headless: bool = False
+
+    def dns_addresses(self) -> list[str]:
+        """The A records of the Service's name: its node-local address, or for a headless
+        Service the distinct addresses of its ready endpoints."""
+        if not self.headless:
+            return [self.address]
+        return sorted({e.ip for p in self.ports for e in p.ready}, key=lambda ip: ipaddress.ip_address(ip) if _is_ip(ip) else ip)
 
 
 @dataclass
@@ -109,6 +134,7 @@ class Table:
                 "namespace": s.namespace,
                 "name": s.name,
                 "address": s.address,
+                "headless": s.headless,
                 "policy": s.policy,
                 "ports": [
                     {
@@ -121,6 +147,14 @@ class Table:
             }
             for s in sorted(self.services.values(), key=lambda s: (s.namespace, s.name))
         ]
+
+
+def _is_ip(v: str) -> bool:
+    try:
+        ipaddress.ip_address(v)
+        return True
+    except ValueError:
+        return False
 
 
 def local_pod_ready(pod: dict[str, Any] | None) -> bool | None:
@@ -137,22 +171,23 @@ def local_pod_ready(pod: dict[str, Any] | None) -> bool | None:
 
 
 def build_table(
-    node: str, services: list[dict[str, Any]], endpoints: list[dict[str, Any]], pods: list[dict[str, Any]], cidr: str
+    node: str, services: list[dict[str, Any]], endpoints: list[dict[str, Any]], pods: list[dict[str, Any]], cidr: str, reserved: frozenset[str] = frozenset()
 ) -> Table:
     """The node's service table from its local Services, Endpoints and pods."""
-    addresses = allocate(services, cidr)
+    addresses = allocate(services, cidr, reserved)
     eps = {_key(e): e for e in endpoints}
     local_pods = {_key(p): p for p in pods if (p.get("spec") or {}).get("nodeName") == node}
     table = Table(node)
     for svc in services:
         key = _key(svc)
-        addr = addresses.get(key)
+        headless = is_headless(svc)
+        addr = "" if headless else addresses.get(key)
         if addr is None:
             continue
         ports = []
         for sp in service_ports(svc):
-            if sp.protocol != "TCP":
-                continue  # the proxy is TCP only
+            if sp.protocol != "TCP" and not headless:
+                continue  # the proxy is TCP only (a headless Service's name answers every port's endpoints)
             found = []
             for e in endpoints_for_port(eps.get(key), sp):
                 if e.node == node and e.pod is not None:
@@ -164,8 +199,9 @@ def build_table(
                 found.append(e)
             pe = PortEntry(sp.name, sp.port, sp.protocol, tuple(found))
             ports.append(pe)
-            table.listeners[(addr, sp.port)] = (key, pe)
-        table.services[key] = ServiceEntry(key[0], key[1], addr, lb_policy(svc), tuple(ports))
+            if not headless:
+                table.listeners[(addr, sp.port)] = (key, pe)
+        table.services[key] = ServiceEntry(key[0], key[1], addr, lb_policy(svc), tuple(ports), headless)
     return table
 
 

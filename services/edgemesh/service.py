@@ -73,7 +73,9 @@ class Mesh:
         """Keep the table equal to what metamanager holds (level-triggered)."""
 
         async def rebuild(m: Mirror) -> None:
-            self.table = logic.build_table(self.node, m.values(SERVICES.plural), m.values(ENDPOINTS.plural), m.values(PODS.plural), self.cfg.service_cidr)
+            self.table = logic.build_table(
+                self.node, m.values(SERVICES.plural), m.values(ENDPOINTS.plural), m.values(PODS.plural), self.cfg.service_cidr, frozenset({self.cfg.dns_host})
+            )
             await self.proxy.sync(self.table)
             self.loaded = True
 

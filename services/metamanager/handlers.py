@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
 
-from edgebus import names
-from edgebus.bus import Bus, DurableSpec, Message, Router
+from edgebus import clock, names
+from edgebus.bus import Bus, BusError, DurableSpec, Message, Router, stream_state
 from edgebus.envelope import OP_DELETE, Envelope
 from edgebus.errors import BadRequest, NotFound
 from edgebus.objects import PODS, RESOURCES, resolve
 from edgebus.objects.resources import UnknownResource
 from edgebus.objects.selectors import label_predicate
 from services.metamanager import logic
+from edgebus.store import StoreFull
 from services.metamanager.store import Change, Item, MetaStore
 
 log = logging.getLogger("edgebus.metamanager")
@@ -25,6 +27,9 @@ APPLIED = Counter("edgebus_meta_applied_total", "Downstream changes committed to
 SKIPPED = Counter("edgebus_meta_skipped_total", "Downstream messages already applied (redeliveries)")
 OBJECTS = Gauge("edgebus_meta_objects", "Objects in the node's local store")
 LMDB_BYTES = Gauge("edgebus_lmdb_bytes", "Bytes used in an LMDB environment", ["service"])
+STORE_FULL = Gauge("edgebus_meta_store_full", "1 while the local store refuses commits (full disk or map)")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,12 +39,56 @@ class Ctx:
     store: MetaStore
     #: in-process listeners of committed changes (the metaserver's watches)
     listeners: list[Callable[[Change], None]] = field(default_factory=list)
+    #: why the local store refuses commits (reported as the node's DiskPressure), or None
+    store_problem: str | None = None
+    store_reported: bool = False
+
+
+async def committed(ctx: Ctx, commit: Awaitable[T]) -> T:
+    """Run a store commit; a full store (``StoreFull``, a ``RetryLater``: the messages are
+    not acknowledged and come back) is logged and reported as the node's ``DiskPressure``
+    condition, and so is its end."""
+    try:
+        out = await commit
+    except StoreFull as exc:
+        if ctx.store_problem is None:
+            log.error("local store full, downstream changes wait (not acknowledged) until it has space: %s", exc)
+            STORE_FULL.set(1)
+            ctx.store_reported = False
+        ctx.store_problem = str(exc)
+        if not ctx.store_reported:
+            ctx.store_reported = await report_disk_pressure(ctx, str(exc))
+        raise
+    if ctx.store_problem is not None:
+        log.warning("local store commits again")
+        ctx.store_problem = None
+        STORE_FULL.set(0)
+        await report_disk_pressure(ctx, None)
+    return out
+
+
+async def report_disk_pressure(ctx: Ctx, problem: str | None) -> bool:
+    """Report the node's DiskPressure through the outbox; False when it could not be stored."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = Envelope.new(source="metamanager", operation="update", resource="nodes", content={"time": clock.now_ns(), "status": logic.disk_pressure_status(problem, now)})
+    try:
+        await ctx.bus.js_publish(names.outbox_subject(ctx.node, names.UP_STATUS, names.ObjectRef("nodes", None, ctx.node)), env, stream=names.STREAM_EDGE_UP)
+    except BusError as exc:
+        log.error("DiskPressure of node %s not reported: %s", ctx.node, exc)
+        return False
+    return True
+
+
+#: an idle fetch is answered as soon as a message is stored, so how long it waits costs no
+#: latency, only wake-ups of an idle node (ten times fewer than the default 1 s: see docs/footprint.md)
+IDLE_FETCH = 10.0
 
 
 def down_consumer(batch: int, ack_wait: float) -> DurableSpec:
     return DurableSpec(
         stream=names.STREAM_EDGE_DOWN,
         durable=names.CONSUMER_METAMANAGER,
+        expires=IDLE_FETCH,
         ack_wait=ack_wait,
         max_ack_pending=max(batch * 4, 1024),
         batch=batch,
@@ -51,6 +100,7 @@ def status_consumer(node: str) -> DurableSpec:
         stream=names.STREAM_EDGE_UP,
         durable=names.CONSUMER_METAMANAGER_STATUS,
         filter_subject=names.outbox_status_filter(node, PODS.plural),
+        expires=IDLE_FETCH,
         ack_wait=5.0,
         batch=100,
     )
@@ -96,9 +146,9 @@ def build_router(node: str, *, batch: int = 256, ack_wait: float = 5.0) -> Route
                         m.env.content if d.action == logic.APPLY else None,
                     )
                 )
-        changes = ctx.store.apply(items, received=len(msgs))
+        changes = await committed(ctx, ctx.store.apply(items, received=len(msgs)))
         if skipped:
-            ctx.store.count_skipped(skipped)
+            await ctx.store.count_skipped(skipped)
             SKIPPED.inc(skipped)
         for ch in changes:
             APPLIED.labels(ch.resource, ch.type).inc()
@@ -122,9 +172,13 @@ def build_router(node: str, *, batch: int = 256, ack_wait: float = 5.0) -> Route
                 m.reject("a status report needs {time: int, status: map}")
                 continue
             r = RESOURCES[up.ref.resource]
-            reports.append((r.lmdb_key(up.ref.namespace, up.ref.name), r.plural, up.ref.namespace, up.ref.name, c["time"], c["status"]))
-        for ch in ctx.store.apply_status(reports):
-            await publish_change(ctx, ch)
+            reports.append((r.lmdb_key(up.ref.namespace, up.ref.name), r.plural, up.ref.namespace, up.ref.name, c["time"], c["status"], m.seq))
+        if reports:
+            # reports are ordered by their outbox sequence (the edge's clock may jump); the
+            # outbox's identity tells a re-created outbox (sequences start over) from a stale one
+            epoch = (await stream_state(ctx.bus, names.STREAM_EDGE_UP)).created
+            for ch in await committed(ctx, ctx.store.apply_status(reports, epoch=epoch)):
+                await publish_change(ctx, ch)
 
     @router.reply(names.meta_subject(node, "list"), name="list")
     async def list_objects(m: Message, ctx: Ctx) -> dict[str, Any]:

@@ -35,9 +35,13 @@ class RunningLab:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
 
 
-async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, nodes: int = 1, **plan_kw: Any) -> RunningLab:
+async def start_lab(
+    tmp_path: Path, *, proxy: bool, grace: float = 5.0, nodes: int = 1, heartbeat: float = 1.0, cgroups: dict[str, str] | None = None, **plan_kw: Any
+) -> RunningLab:
+    """A lab of ``nodes`` nodes (``edge-1`` ...); ``proxy``: edge-1's leaf link goes through
+    a TcpProxy (cut / freeze / heal); ``cgroups``: processes run in memory cgroups."""
     for _ in range(20):
-        base = free_base_port(nodes, **{k: v for k, v in plan_kw.items() if k == "replicas"})
+        base = free_base_port(nodes, **{k: v for k, v in plan_kw.items() if k in ("replicas", "cloud_servers")})
         try:
             px = TcpProxy("127.0.0.1", base + 1, port=base + 9) if proxy else None
             break
@@ -50,11 +54,11 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, nodes: i
         nodes=[f"edge-{i}" for i in range(1, nodes + 1)],
         base_port=base,
         grace=grace,
-        heartbeat=1.0,
+        heartbeat=heartbeat,
         leaf_urls={"edge-1": f"nats-leaf://127.0.0.1:{px.port}"} if px else {},
         **plan_kw,
     )
-    lab = Lab(plan, die_with_supervisor=True)
+    lab = Lab(plan, die_with_supervisor=True, cgroups=cgroups)
     await lab.up()
     cloud = plan.cloud_bus("test-cloud", request_timeout=5)
     await cloud.connect(retry_for=10)
@@ -62,7 +66,8 @@ async def start_lab(tmp_path: Path, *, proxy: bool, grace: float = 5.0, nodes: i
     await edge.connect(retry_for=10)
     store = ObjectStore(cloud)
     rl = RunningLab(lab, px, cloud, edge, store, MetaClient(edge, "edge-1", timeout=10))
-    await eventually(rl.node_ready, timeout=30, msg="edge-1 Ready")
+    for i in range(1, nodes + 1):
+        await eventually(lambda i=i: rl.node_ready(f"edge-{i}"), timeout=30, msg=f"edge-{i} Ready")
     return rl
 
 
@@ -74,9 +79,21 @@ async def stop_lab(rl: RunningLab) -> None:
         rl.proxy.close()
 
 
+#: the two ways an edge node runs: a process per service, or all in one process
+MODES = ("processes", "all-in-one")
+#: run a test of edge behaviour once per mode (``edge_mode`` is then the mode's name)
+BOTH_MODES = pytest.mark.parametrize("edge_mode", MODES, indirect=True)
+
+
 @pytest.fixture
-async def proxied_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
-    rl = await start_lab(tmp_path, proxy=True)
+def edge_mode(request: pytest.FixtureRequest) -> str:
+    """How the lab's edge nodes run (default: a process per service)."""
+    return str(getattr(request, "param", "processes"))
+
+
+@pytest.fixture
+async def proxied_lab(tmp_path: Path, edge_mode: str) -> AsyncIterator[RunningLab]:
+    rl = await start_lab(tmp_path, proxy=True, all_in_one=edge_mode == "all-in-one")
     try:
         yield rl
     finally:
@@ -84,8 +101,8 @@ async def proxied_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
 
 
 @pytest.fixture
-async def plain_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
-    rl = await start_lab(tmp_path, proxy=False)
+async def plain_lab(tmp_path: Path, edge_mode: str) -> AsyncIterator[RunningLab]:
+    rl = await start_lab(tmp_path, proxy=False, all_in_one=edge_mode == "all-in-one")
     try:
         yield rl
     finally:
@@ -111,11 +128,12 @@ GRACE = 4
 
 
 @pytest.fixture
-def lab(tmp_path: Path):
+def lab(tmp_path: Path, edge_mode: str):
     """A two-node lab started with the real CLI (``edgebus up --detach``), heartbeats every 1 s."""
     cli = LabCli(tmp_path / "lab")
     base = free_base_port(2)
-    out = cli.run("up", "--detach", "--nodes", "2", "--base-port", str(base), "--grace", str(GRACE), "--heartbeat", "1").stdout
+    aio = ["--all-in-one"] if edge_mode == "all-in-one" else []
+    out = cli.run("up", "--detach", "--nodes", "2", "--base-port", str(base), "--grace", str(GRACE), "--heartbeat", "1", *aio).stdout
     assert "edgebus lab is up" in out
     try:
         yield cli

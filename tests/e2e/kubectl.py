@@ -87,8 +87,9 @@ def _split_cols(line: str) -> list[str]:
 class Watch:
     """A ``kubectl ... -w`` process whose output lines are read with a timeout."""
 
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, argv: list[str], *, merge_stderr: bool = False) -> None:
+        err = subprocess.STDOUT if merge_stderr else subprocess.PIPE
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -105,6 +106,16 @@ class Watch:
                 raise AssertionError(f"watch ended before {text!r}: {self.proc.stderr.read() if self.proc.stderr else ''}")
             if text in line:
                 return line
+
+    def next(self, timeout: float) -> str | None:
+        """The next line, or None when none came within ``timeout``."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
+            self.lines.put(None)  # ended: keep answering None
+        return line
 
     def close(self) -> None:
         self.proc.terminate()

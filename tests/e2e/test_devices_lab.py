@@ -14,13 +14,14 @@ import yaml
 from edgebus.testing.labrun import LabCli
 from edgebus.testing.waiting import eventually
 
-from .conftest import RunningLab
+from .conftest import BOTH_MODES, RunningLab
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "thermostat.yaml"
 
 
+@BOTH_MODES
 async def test_thermostat_in_the_lab(plain_lab: RunningLab) -> None:
     plan = plain_lab.lab.plan
     cli = LabCli(Path(plan.data_dir))

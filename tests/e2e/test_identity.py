@@ -16,12 +16,13 @@ from edgebus.identity.join import JoinError, join
 from edgebus.identity.node import NodeIdentity
 from edgebus.identity.tokens import Token
 from edgebus.lab import create_token
+from edgebus.errors import Conflict
 from edgebus.objects import CONFIGMAPS, NODES, PODS, SECRETS
 from edgebus.testing.labrun import LabCli
 from edgebus.testing.rawleaf import RawLeaf
 from edgebus.testing.waiting import eventually
 
-from .conftest import RunningLab, start_lab, stop_lab
+from .conftest import BOTH_MODES, RunningLab, start_lab, stop_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +156,12 @@ async def test_link_certificate_rotates_online_under_load_then_renews_after_expi
 
         # revocation: deleting the Node cuts the node off within 5 s, and it stays off
         t0 = time.monotonic()
-        await rl.store.delete(NODES, None, "edge-1")
+        for _ in range(20):  # the Node is written by its heartbeats meanwhile: a delete may race one
+            try:
+                await rl.store.delete(NODES, None, "edge-1")
+                break
+            except Conflict:
+                await asyncio.sleep(0.05)
         await eventually(lambda: _gone(rl), timeout=5, msg="edge-1's link closed by the hub")
         assert time.monotonic() - t0 <= 5
         await asyncio.sleep(3)
@@ -179,9 +185,11 @@ async def _gone(rl: RunningLab) -> bool:
     return "edge-1" not in await leafz(rl)
 
 
-async def test_a_node_joins_and_runs_on_its_own(tmp_path: Path) -> None:
+@BOTH_MODES
+async def test_a_node_joins_and_runs_on_its_own(tmp_path: Path, edge_mode: str) -> None:
     """The operator's path: `edgebus token create` on the cloud, then on the node's host
-    `edgebus node join` and `edgebus node start` (here a second node beside the lab's)."""
+    `edgebus node join` and `edgebus node start` (here a second node beside the lab's); all
+    in one, the command becomes the node's one process, its nats-server its child."""
     import os
     import subprocess
     import sys
@@ -199,11 +207,17 @@ async def test_a_node_joins_and_runs_on_its_own(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBUS_")}
         log = open(tmp_path / "edge-s.log", "wb")
         base = free_base_port(1) + 10
+        aio = ["--all-in-one"] if edge_mode == "all-in-one" else []
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edgebus.cli.main", "node", "start", "--node-dir", str(node_dir), "--port-base", str(base), "--no-containerd"],
+            [sys.executable, "-m", "edgebus.cli.main", "node", "start", "--node-dir", str(node_dir), "--port-base", str(base), "--no-containerd", *aio],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         await eventually(lambda: rl.node_ready("edge-s"), timeout=60, msg="edge-s Ready in the cloud")
+        server = None
+        if aio:
+            assert b"edgebus.allinone" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), "the command became the all-in-one process"
+            kids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+            [server] = [k for k in kids if b"nats-server" in Path(f"/proc/{k}/cmdline").read_bytes()]
         await rl.store.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "for-s", "namespace": "default"}, "data": {"k": "v"}})
         await rl.store.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-s", "namespace": "default"}, "spec": {"nodeName": "edge-s", "containers": [{"name": "c", "image": "i", "envFrom": [{"configMapRef": {"name": "for-s"}}]}]}})
 
@@ -213,6 +227,10 @@ async def test_a_node_joins_and_runs_on_its_own(tmp_path: Path) -> None:
 
         await eventually(lambda: asyncio.to_thread(store_has_both), timeout=30, msg="edge-s's own store holds its desired state")
         assert (node_dir / "identity" / "node.creds").stat().st_mode & 0o777 == 0o600
+        if server is not None:
+            proc.terminate()
+            proc.wait(30)
+            assert proc.returncode == 0 and not Path(f"/proc/{server}").exists(), "stopping the node stopped its server"
     finally:
         if proc is not None:
             proc.terminate()

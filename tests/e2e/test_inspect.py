@@ -29,9 +29,12 @@ def test_inspect_views(lab: LabCli) -> None:
 
     wait_until(lambda: {"/core/v1/configmaps/default/hello-config", "/core/v1/pods/default/hello"} <= node_keys(), timeout=15, msg="hello objects on edge-1")
     n_rbac = len([k for k in node_keys() if k.startswith("/rbac.authorization.k8s.io/")])  # every node holds the RBAC objects
-    s = wait_until(lambda: (x := streams()).get(("edge-1", "EDGEBUS_EDGE_DOWN")) == 2 + n_rbac and x, timeout=15, msg="hello objects on edge-1's stream")
-    assert s[("cloud", "EDGEBUS_DOWN")] == 2 + 2 * n_rbac  # a ConfigMap and a Pod for edge-1, and the RBAC objects for each node
-    assert s[("edge-2", "EDGEBUS_EDGE_DOWN")] == n_rbac  # only the RBAC objects
+    # ... and its own Node object: what every node holds besides its pods and their sources
+    n_own = n_rbac + 1
+    s = wait_until(lambda: (x := streams()).get(("edge-1", "EDGEBUS_EDGE_DOWN")) == 2 + n_own and x, timeout=15, msg="hello objects on edge-1's stream")
+    # a ConfigMap and a Pod for edge-1, the RBAC objects and the Node of each node, and edgecontroller's fence
+    assert s[("cloud", "EDGEBUS_DOWN")] == 2 + 2 * n_own + 1
+    assert s[("edge-2", "EDGEBUS_EDGE_DOWN")] == n_own  # only the RBAC objects and its Node
     assert s[("cloud", "EDGEBUS_UP")] > 0 and s[("edge-1", "EDGEBUS_EDGE_UP")] > 0
 
     # live traffic, decoded from msgpack: edge-1's heartbeats come through the cloud server
@@ -46,7 +49,7 @@ def test_inspect_views(lab: LabCli) -> None:
     node = lab.json("inspect", "node", "edge-1")
     assert node["edgehub"]["link"] == "up" and node["edgehub"]["joined"] is True
     assert n_rbac, "every node holds the cluster's RBAC objects"
-    assert node["metamanager"]["objects"] == 2 + n_rbac
+    assert node["metamanager"]["objects"] == 2 + n_own
     table = lab.run("inspect", "node", "edge-1").stdout
     assert "link" in table and "up since" in table and "store: objects" in table
 

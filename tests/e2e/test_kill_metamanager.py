@@ -9,14 +9,16 @@ import pytest
 from edgebus.objects import CONFIGMAPS, PODS
 from edgebus.testing.waiting import eventually
 
-from .conftest import RunningLab, restart_process
+from .conftest import BOTH_MODES, RunningLab, restart_process
 
 pytestmark = pytest.mark.e2e
 
 N_CM, ROUNDS = 50, 20  # 1,000 updates
 
 
+@BOTH_MODES
 async def test_kill_9_metamanager_during_burst(plain_lab: RunningLab) -> None:
+    """(all in one: kill -9 of the node's one process, every service in it)"""
     rl = plain_lab
     for i in range(N_CM):
         await rl.store.create(CONFIGMAPS, {"metadata": {"name": f"k-{i:02d}", "namespace": "default"}, "data": {"v": "0"}})
@@ -44,7 +46,7 @@ async def test_kill_9_metamanager_during_burst(plain_lab: RunningLab) -> None:
     task = asyncio.create_task(burst())
     await asyncio.sleep(0.3)  # mid-burst
     assert not task.done()
-    await restart_process(rl.lab, "edge-1/metamanager", kill=True)
+    await restart_process(rl.lab, rl.lab.plan.process_of("edge-1", "metamanager"), kill=True)
     await task
     await eventually(lambda: _synced(rl, str(ROUNDS)), timeout=30, msg="every object at its latest version")
 

@@ -1,16 +1,20 @@
 """The real kubectl against a node's metaserver: reads from the node's LMDB also while the
-node is cut off from the cloud; writes forwarded to the cloud while online, and a clear
-Status error (not a hang) while offline."""
+node is cut off from the cloud; writes forwarded to the cloud while online (what the cloud
+accepted then read back from the node at once, what it refused nowhere), and a clear Status
+error (not a hang) while offline; pod logs (a Wasm pod: no containerd needed) from the
+node's own edged, also while offline."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import wasmtime
 import yaml
 
 from edgebus import names
@@ -39,6 +43,31 @@ spec:
       image: docker.io/library/busybox:edgebus
       envFrom: [{configMapRef: {name: app-config}}]
 """
+
+WAT = Path(__file__).resolve().parents[1] / "data" / "wasm" / "tool.wat"
+
+
+def wasm_manifest() -> str:
+    """A Wasm pod printing "tick" every 200 ms (edged runs it with wasmtime)."""
+    module = base64.b64encode(bytes(wasmtime.wat2wasm(WAT.read_text()))).decode()
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "ticker", "namespace": "default"},
+        "spec": {
+            "nodeName": "edge-1",
+            "runtimeClassName": "wasm",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "configmap-module", "command": ["/mod/tool.wasm", "sleep"], "volumeMounts": [{"name": "mod", "mountPath": "/mod"}]}],
+            "volumes": [{"name": "mod", "configMap": {"name": "tool-module"}}],
+        },
+    }
+    docs = [
+        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "wasm"}, "handler": "wasm"},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tool-module", "namespace": "default"}, "binaryData": {"tool.wasm": module}},
+        pod,
+    ]
+    return yaml.safe_dump_all(docs)
 
 
 @pytest.fixture
@@ -73,6 +102,7 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     ident = plan.node_identity("edge-1")
     edge = Kubectl(tmp_path, "edge", f"https://127.0.0.1:{plan.metaserver_port('edge-1')}", ca_file=str(ident.metaserver_ca_file), token=ident.admin_token_file.read_text().strip())
     await cloud.run("apply", "-f", "-", stdin=MANIFEST)
+    await cloud.run("apply", "-f", "-", stdin=wasm_manifest())
 
     async def edge_pods() -> str | None:
         out = (await edge.run("get", "pods", check=False)).stdout
@@ -84,8 +114,15 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     assert got["spec"]["nodeName"] == "edge-1" and got["metadata"]["labels"] == {"app": "demo"}
     await eventually(lambda: _has(edge, "configmaps", "app-config"), timeout=20, msg="the configmap in the node's metaserver")
     assert "app" in (await edge.run("get", "pods", "-l", "app=demo", "-o", "name")).stdout
-    logs = await edge.run("logs", "app", check=False)
-    assert logs.stderr.strip() == "Error from server (BadRequest): log is not served by a node's metaserver: use the cloud apiserver (edgebus kubeconfig), or edgebus logs"
+    # the node's own Node object (not the others'), with what the cloud changes in it
+    nodes = await eventually(lambda: _node_rows(edge), timeout=20, msg="edge-1's Node in its metaserver")
+    assert [r[:2] for r in nodes] == [["edge-1", "Ready"]]
+    await cloud.run("label", "node", "edge-1", "site=line-3")
+    await eventually(lambda: _edge_node_label(edge, "site", "line-3"), timeout=20, msg="the cloud's label on the edge's copy of its Node")
+    # pod logs through the node: from its own edged
+    await eventually(lambda: _ticks(edge, 2), timeout=60, msg="kubectl logs ticker through the node's metaserver")
+    missing = await edge.run("logs", "nope", check=False)
+    assert missing.returncode != 0 and missing.stderr.strip() == 'error: error from server (NotFound): pods "nope" not found in namespace "default"'
 
     # online, a write through the node is forwarded to the cloud as the node: what a node may
     # write goes through (an Event), what it may not is refused by the cloud (relabelling a pod)
@@ -95,6 +132,28 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     await edge.run("create", "-f", "-", stdin=_event("via-edge"))
     assert (await lab.store.get(EVENTS, "default", "via-edge"))["reason"] == "Tested"
 
+    # read your writes: what the cloud accepted is on the node at once, what it refused nowhere
+    denied = await edge.run("create", "configmap", "from-edge", "--from-literal=a=b", check=False)
+    assert denied.returncode != 0 and denied.stderr.strip() == (
+        'error: failed to create configmap: configmaps is forbidden: User "system:node:edge-1" cannot create resource "configmaps" in API group "" in the namespace "default"'
+    ), denied.stderr
+    assert "NotFound" in (await edge.run("get", "configmap", "from-edge", check=False)).stderr
+    await cloud.run("create", "rolebinding", "edge-1-edit", "--clusterrole=edit", "--user=system:node:edge-1", "-n", "default")
+
+    async def created() -> bool:
+        return (await edge.run("create", "configmap", "from-edge", "--from-literal=a=b", check=False)).returncode == 0
+
+    await eventually(created, timeout=20, msg="the node may create ConfigMaps (RBAC)")
+    got = yaml.safe_load((await edge.run("get", "configmap", "from-edge", "-o", "yaml")).stdout)
+    assert got["data"] == {"a": "b"}
+    assert "from-edge" in (await edge.run("get", "configmaps", "-o", "name")).stdout
+    invalid = await edge.run("create", "configmap", "Bad_Name", "--from-literal=a=b", check=False)
+    assert invalid.returncode != 0 and "is invalid" in invalid.stderr, invalid.stderr
+    assert "bad_name" not in (await edge.run("get", "configmaps", "-o", "name")).stdout.lower()
+    await edge.run("delete", "configmap", "from-edge")
+    assert "NotFound" in (await edge.run("get", "configmap", "from-edge", check=False)).stderr
+    assert "NotFound" in (await cloud.run("get", "configmap", "from-edge", check=False)).stderr
+
     # -- offline ----------------------------------------------------------------------
     assert lab.proxy is not None
     lab.proxy.cut()
@@ -103,6 +162,8 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     assert "app" in out
     assert yaml.safe_load((await edge.run("get", "pod", "app", "-o", "yaml")).stdout)["metadata"]["name"] == "app"
     assert "app-config" in (await edge.run("get", "configmaps")).stdout
+    assert await _edge_node_label(edge, "site", "line-3")  # its Node, offline too
+    assert (await edge.run("get", "nodes", "-o", "name")).stdout.split() == ["node/edge-1"]
     t0 = time.monotonic()
     denied = await edge.run("label", "pod", "app", "offline=yes", check=False)
     assert denied.returncode != 0 and denied.stderr.strip() == "Error from server (ServiceUnavailable): node edge-1 is offline; writes need the cloud"
@@ -112,14 +173,26 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     denied = await edge.run("apply", "-f", "-", stdin=cm, check=False)
     assert denied.returncode != 0 and "Error from server (ServiceUnavailable)" in denied.stderr and "writes need the cloud" in denied.stderr
 
+    # logs offline: --tail, -c, and -f (which streams until kubectl stops it)
+    await eventually(lambda: _ticks(edge, 2), timeout=30, msg="kubectl logs through the node while offline")
+    tail = (await edge.run("logs", "ticker", "-c", "main", "--tail", "3")).stdout.splitlines()
+    assert tail == ["tick"] * 3
+    follower = subprocess.Popen(edge.argv("logs", "-f", "--tail", "1", "ticker"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = await asyncio.wait_for(asyncio.to_thread(_read_lines, follower, 6), 30)
+        assert lines == ["tick"] * 6  # one from the tail, the others as they are written
+    finally:
+        follower.terminate()
+        follower.wait(5)
+
     # kubectl get pods -w keeps working offline: a status the node reports shows up live
     watcher = subprocess.Popen(edge.argv("get", "pods", "-w", "--output-watch-events"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        first = await asyncio.wait_for(asyncio.to_thread(_read_until, watcher, "app"), 30)
+        first = await asyncio.wait_for(asyncio.to_thread(_read_until, watcher, "", "app"), 30)
         assert first.split()[0] == "ADDED" and "Running" not in first
         env = Envelope.new(source="edged", operation="update", resource="pods", content={"time": time.time_ns(), "status": {"phase": "Running"}})
         await lab.edge.js_publish(names.outbox_subject("edge-1", names.UP_STATUS, names.ObjectRef("pods", "default", "app")), env, stream=names.STREAM_EDGE_UP)
-        line = await asyncio.wait_for(asyncio.to_thread(_read_until, watcher, "Running"), 15)
+        line = await asyncio.wait_for(asyncio.to_thread(_read_until, watcher, "Running", "app"), 15)
         assert line.split()[0] == "MODIFIED" and "app" in line
     finally:
         watcher.terminate()
@@ -130,12 +203,38 @@ async def test_kubectl_on_the_edge_online_and_offline(lab: RunningLab, tmp_path:
     await eventually(lambda: _write_ok(edge), timeout=30, msg="writes through the node after heal")
 
 
-def _read_until(proc: subprocess.Popen[str], text: str) -> str:
+def _read_lines(proc: subprocess.Popen[str], n: int) -> list[str]:
+    assert proc.stdout is not None
+    out: list[str] = []
+    for line in proc.stdout:
+        out.append(line.rstrip("\n"))
+        if len(out) >= n:
+            break
+    return out
+
+
+async def _ticks(edge: Kubectl, n: int) -> bool:
+    cp = await edge.run("logs", "ticker", check=False)
+    return cp.returncode == 0 and cp.stdout.count("tick") >= n
+
+
+def _read_until(proc: subprocess.Popen[str], text: str, name: str | None = None) -> str:
     assert proc.stdout is not None
     for line in proc.stdout:
-        if text in line:
+        if text in line and (name is None or name in line.split()):
             return line
     raise AssertionError(f"watch ended before {text!r}")
+
+
+async def _node_rows(edge: Kubectl) -> list[list[str]] | None:
+    lines = (await edge.run("get", "nodes", check=False)).stdout.splitlines()
+    rows = [ln.split() for ln in lines[1:]]
+    return rows or None
+
+
+async def _edge_node_label(edge: Kubectl, k: str, v: str) -> bool:
+    got = yaml.safe_load((await edge.run("get", "node", "edge-1", "-o", "yaml")).stdout)
+    return (got["metadata"].get("labels") or {}).get(k) == v
 
 
 async def _edge_label(edge: Kubectl, k: str, v: str) -> bool:

@@ -16,6 +16,8 @@ from edgebus.testing.containerd import skip_reason
 from edgebus.testing.labrun import LabCli
 from edgebus.testing.waiting import wait_until
 
+from .conftest import BOTH_MODES
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +49,7 @@ def ready_addresses(lab: LabCli) -> int:
     return sum(len(s.get("addresses") or []) for s in ep.get("subsets") or [])
 
 
+@BOTH_MODES
 def test_mesh_with_real_pods_across_two_nodes(lab: LabCli) -> None:
     lab.run("apply", "-f", str(ROOT / "examples" / "mesh.yaml"))
     wait_until(lambda: ready_addresses(lab) == 2, timeout=90, interval=0.5, msg="both hello-web pods Ready in the Endpoints")

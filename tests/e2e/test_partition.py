@@ -16,7 +16,7 @@ from edgebus.envelope import Envelope
 from edgebus.objects import CONFIGMAPS, PODS
 from edgebus.testing.waiting import eventually
 
-from .conftest import RunningLab, restart_process
+from .conftest import BOTH_MODES, RunningLab, restart_process
 
 pytestmark = pytest.mark.e2e
 
@@ -34,9 +34,15 @@ def pod(name: str, cms: int = 0) -> dict:
     return {"metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
+#: what every node holds besides its pods and their sources: the RBAC objects (for its
+#: metaserver) and its own Node object
+NODE_HELD = ("/rbac.authorization.k8s.io/", "/core/v1/nodes/")
+
+
 async def edge_objects(rl: RunningLab) -> dict[str, dict]:
-    """The node's objects, without the cluster's RBAC objects every node holds."""
-    return {i["key"]: i for i in (await rl.meta.list())["items"] if not i["key"].startswith("/rbac.authorization.k8s.io/")}
+    """The node's objects, without the cluster's RBAC objects and its own Node, which every
+    node holds."""
+    return {i["key"]: i for i in (await rl.meta.list())["items"] if not i["key"].startswith(NODE_HELD)}
 
 
 async def update_cm(rl: RunningLab, i: int, v: str) -> None:
@@ -61,8 +67,13 @@ async def link_state(rl: RunningLab) -> str:
     return (await rl.edge.call(names.edgehub_subject("edge-1", "state"), env)).content["link"]
 
 
+@BOTH_MODES
 async def test_partition_then_cloud_restart(proxied_lab: RunningLab) -> None:
-    rl = proxied_lab
+    await partition_then_cloud_restart(proxied_lab)
+
+
+async def partition_then_cloud_restart(rl: RunningLab) -> None:
+    """The scenario (also run by the memory-limit test)."""
     assert rl.proxy is not None
     for i in range(N_CM):
         await rl.store.create(CONFIGMAPS, cm(i, "init"))

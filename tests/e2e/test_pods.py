@@ -22,7 +22,7 @@ from edgebus.objects import PODS
 from edgebus.testing.containerd import skip_reason
 from edgebus.testing.waiting import eventually
 
-from .conftest import RunningLab, restart_process, start_lab, stop_lab
+from .conftest import BOTH_MODES, RunningLab, restart_process, start_lab, stop_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -97,8 +97,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_offline_autonomy(tmp_path: Path) -> None:
-    rl = await start_lab(tmp_path, proxy=True, devices=False)
+@BOTH_MODES
+async def test_offline_autonomy(tmp_path: Path, edge_mode: str) -> None:
+    rl = await start_lab(tmp_path, proxy=True, devices=False, all_in_one=edge_mode == "all-in-one")
     cri = cri_of(rl)
     try:
         await rl.store.create(PODS, pod("survivor"))
@@ -138,8 +139,18 @@ async def test_offline_autonomy(tmp_path: Path) -> None:
         await stop_lab(rl)
 
 
-async def test_offline_reboot(tmp_path: Path) -> None:
-    rl = await start_lab(tmp_path, proxy=True, devices=False)
+@BOTH_MODES
+async def test_offline_reboot(tmp_path: Path, edge_mode: str) -> None:
+    rl = await start_lab(tmp_path, proxy=True, devices=False, all_in_one=edge_mode == "all-in-one")
+    try:
+        await offline_reboot(rl)
+    finally:
+        await stop_lab(rl)
+
+
+async def offline_reboot(rl: RunningLab) -> None:
+    """The scenario (also run by the memory-limit test): two pods, the link cut, the node
+    powered off and on again while still offline."""
     cri = cri_of(rl)
     try:
         for n in ("web", "worker"):
@@ -176,11 +187,11 @@ async def test_offline_reboot(tmp_path: Path) -> None:
             await eventually(lambda n=n: running_in_cloud(rl, n, min_restarts=1), timeout=30, msg=f"{n} status after heal")
     finally:
         await cri.close()
-        await stop_lab(rl)
 
 
-async def test_kill9_edged_while_ten_pods_start(tmp_path: Path) -> None:
-    rl = await start_lab(tmp_path, proxy=False, devices=False)
+@BOTH_MODES
+async def test_kill9_edged_while_ten_pods_start(tmp_path: Path, edge_mode: str) -> None:
+    rl = await start_lab(tmp_path, proxy=False, devices=False, all_in_one=edge_mode == "all-in-one")
     cri = cri_of(rl)
     try:
         names_ = [f"p{i:02d}" for i in range(10)]
@@ -193,7 +204,7 @@ async def test_kill9_edged_while_ten_pods_start(tmp_path: Path) -> None:
         await eventually(some_started, timeout=20, interval=0.01, msg="pods starting")
         boxes = await cri.list_pod_sandbox({"io.edgebus.node": NODE})
         containers = await cri.list_containers({"io.edgebus.node": NODE})
-        await restart_process(rl.lab, f"{NODE}/edged", kill=True)
+        await restart_process(rl.lab, rl.lab.plan.process_of(NODE, "edged"), kill=True)
         print(f"\nkilled edged with {len(boxes)} sandboxes and {len(containers)} containers created")
 
         async def all_running() -> bool:

@@ -1,4 +1,4 @@
-"""Every cloud service with 2 replicas; one replica of each killed with SIGKILL mid-load:
+"""Every cloud service with 2 replicas (the scheduler too); one replica of each killed with SIGKILL mid-load:
 the outcome is what one replica of each produces — nothing lost, nothing applied twice."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .conftest import RunningLab, start_lab, stop_lab
 pytestmark = pytest.mark.e2e
 
 N_CM, ROUNDS = 20, 15  # 300 updates
-REPLICATED = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "endpointcontroller")
+REPLICATED = ("apiserver", "cloudhub", "edgecontroller", "devicecontroller", "endpointcontroller", "scheduler")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "thermostat.yaml"
 
 
@@ -85,10 +85,12 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
 
         leader = await _leader_pid(lab)
         ep_leader = await _leader_pid(lab, "endpointcontroller")
-        victims = {"cloud/apiserver", "cloud/cloudhub", "cloud/devicecontroller"}
-        for pid in (leader, ep_leader):
+        sched_leader = await _leader_pid(lab, "scheduler")
+        life_leader = await _leader_pid(lab, "cloudhub-lifecycle")
+        victims = {"cloud/apiserver", "cloud/devicecontroller"}
+        for pid in (leader, ep_leader, sched_leader, life_leader):
             victims.add(next(name for name, p in lab.lab.procs.items() if p.popen and p.popen.pid == pid))
-        assert len(victims) == 5, "one replica of each service, the two leaders among them"
+        assert len(victims) == 6, "one replica of each service, the leaders among them"
 
         async def load() -> None:
             for r in range(1, ROUNDS + 1):
@@ -126,8 +128,13 @@ async def test_two_replicas_each_survive_killing_one(lab: RunningLab) -> None:
         await asyncio.sleep(6)
         node = await lab.store.get(NODES, None, "edge-1")
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
-        # and the surviving edgecontroller and endpointcontroller hold the leases now
+        # and the surviving edgecontroller, endpointcontroller, scheduler and cloudhub hold the leases now
         assert await _leader_pid(lab) != leader
+        assert await _leader_pid(lab, "cloudhub-lifecycle") != life_leader
+        unbound = {"metadata": {"name": "placed"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+        assert (await api.request("POST", f"{ns}/pods", json=unbound)).status_code == 201
+        await eventually(lambda: _bound(api, ns, "placed"), timeout=30, msg="a pod bound by the surviving scheduler")
+        assert await _leader_pid(lab, "scheduler") != sched_leader
         svc = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
         assert (await api.request("POST", f"{ns}/services", json=svc)).status_code == 201
         await eventually(lambda: _endpoints_exist(api, ns, "web"), timeout=30, msg="Endpoints from the surviving endpointcontroller")
@@ -152,6 +159,10 @@ def _reported(cli: LabCli, prop: str, value: str | None = None, server: tuple[st
 async def _edge_values(lab: RunningLab, v: str) -> bool:
     items = (await lab.meta.list("configmaps"))["items"]
     return len(items) == N_CM and all(i["object"]["data"] == {"v": v} for i in items)
+
+
+async def _bound(api: Writers, ns: str, name: str) -> bool:
+    return bool(((await api.request("GET", f"{ns}/pods/{name}")).json().get("spec") or {}).get("nodeName"))
 
 
 async def _endpoints_exist(api: Writers, ns: str, name: str) -> bool:

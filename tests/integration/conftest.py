@@ -10,6 +10,7 @@ from edgebus.natsd import free_port
 from edgebus.objectstore import ObjectStore
 from edgebus.testing.services import build_service
 from edgebus.testing.servers import cloudhub_identity, register_node, start_leaf
+from tests.leakcheck import _no_leaked_tasks  # noqa: F401 - autouse: no test leaks asyncio tasks
 
 
 @pytest.fixture

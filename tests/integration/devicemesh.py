@@ -125,7 +125,9 @@ class DeviceMesh:
             await s.stop()
 
 
-async def start_mesh(cluster: Cluster, tmp: Path, *, via_proxy: bool = False, mappers: tuple[str, ...] = ("mappers.modbus",)) -> DeviceMesh:
+async def start_mesh(
+    cluster: Cluster, tmp: Path, *, via_proxy: bool = False, mappers: tuple[str, ...] = ("mappers.modbus",), devicetwin: dict[str, Any] | None = None
+) -> DeviceMesh:
     leaf = start_leaf(tmp, cluster.hub, NODE, via_proxy=via_proxy, mqtt=True)
     cluster.leaves[NODE] = leaf
     hub = cluster.hub
@@ -139,7 +141,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, *, via_proxy: bool = False, ma
         "devicecontroller": build_service("devicecontroller", nats=hub.nats_settings("devicecontroller"), devicecontroller={"ack_wait": 3.0}),
         "metamanager": build_service("metamanager", **edge_settings("metamanager"), metamanager={"data_dir": str(tmp / "mm"), "metaserver_port": free_port()}),
         "edgehub": build_service("edgehub", **edge_settings("edgehub"), edgehub={"heartbeat_interval": 0.5, "link_check_interval": 0.2}),
-        "devicetwin": build_service("devicetwin", **edge_settings("devicetwin"), devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0}),
+        "devicetwin": build_service("devicetwin", **edge_settings("devicetwin"), devicetwin={"data_dir": str(tmp / "dt"), "resync_interval": 2.0, **(devicetwin or {})}),
     }
     for m in mappers:
         svcs[m] = build_service(m, **mapper_settings(leaf, m), mapper={"membership_interval": 2.0, "reconnect_max": 0.5})

@@ -5,18 +5,21 @@ and edged (edge-1). Used by the edged integration tests and the pod startup benc
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from edgebus import names
 from edgebus.bus import Bus, CaughtUp, read_stream
 from edgebus.envelope import Envelope
 from edgebus.cri import CriClient
 from edgebus.cri.containerd import Containerd
+from edgebus.testing.containerd import skip_reason, start_containerd, stop_containerd
 from edgebus.errors import NotFound
 from edgebus.natsd import free_port
 from edgebus.objects import NODES, PODS
@@ -37,6 +40,20 @@ EDGED_FAST = {
     "default_grace_period": 2,
     "status_interval": 5.0,
 }
+
+
+
+#: a private containerd for a test module (import it into the module: ``from .podmesh import containerd``)
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    why = skip_reason()
+    if why:
+        pytest.skip(why)
+    c = start_containerd(tmp_path_factory.mktemp("ctd"))
+    try:
+        yield c
+    finally:
+        stop_containerd(c)
 
 
 @dataclass
@@ -142,7 +159,8 @@ def pod(name: str, *, command: list[str] | None = None, restart: str = "Always",
     }
 
 
-async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, **edged: Any) -> PodMesh:
+async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, *, wait_runtime: bool = True, **edged: Any) -> PodMesh:
+    """``wait_runtime=False``: a node without containerd (Wasm pods only), ready once Ready."""
     leaf = start_leaf(tmp, cluster.hub, NODE)
     cluster.leaves[NODE] = leaf
     hub = cluster.hub
@@ -173,7 +191,7 @@ async def start_mesh(cluster: Cluster, tmp: Path, containerd: Containerd, **edge
         except NotFound:
             return False
         conds = {c["type"]: c["status"] for c in (n.get("status") or {}).get("conditions") or []}
-        return conds.get("Ready") == "True" and conds.get("ContainerRuntimeReady") == "True"
+        return conds.get("Ready") == "True" and (conds.get("ContainerRuntimeReady") == "True" or not wait_runtime and "ContainerRuntimeReady" in conds)
 
     await eventually(ready, timeout=30, msg="edge-1 Ready with its runtime")
     async with httpx.AsyncClient(base_url=mesh.api_url) as c:

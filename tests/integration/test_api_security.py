@@ -312,6 +312,24 @@ async def test_pod_security_levels(secure: Secure) -> None:
     assert "host namespaces (hostNetwork=true)" in err
 
 
+@needs_kubectl
+async def test_pod_security_holds_for_workload_templates(secure: Secure) -> None:
+    """The workload controllers write pods to the store themselves: a Deployment (or a
+    CronJob) whose template breaks the namespace's level is refused when it is written."""
+    admin = secure.kubectl("admin", secure.creds.admin_token, VERSIONS[-1])
+    tpl = pod("t", volumes=[{"name": "host", "hostPath": {"path": "/"}}])
+    template = {"metadata": {"labels": {"app": "x"}}, "spec": tpl["spec"]}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sneaky"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}
+    err = (await _kubectl(admin, "create", "-f", "-", stdin=json.dumps(dep), check=False)).stderr
+    assert 'deployments "sneaky" is forbidden: spec.template violates PodSecurity "baseline:latest": hostPath volumes (volume "host")' in err
+    job_tpl = {"metadata": {}, "spec": {**tpl["spec"], "restartPolicy": "Never"}}
+    cj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"}, "spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": job_tpl}}}}
+    err = (await _kubectl(admin, "create", "-f", "-", stdin=json.dumps(cj), check=False)).stderr
+    assert 'spec.jobTemplate.spec.template violates PodSecurity "baseline:latest"' in err
+    dep["spec"]["template"]["spec"] = pod("t")["spec"]
+    await _kubectl(admin, "create", "-f", "-", stdin=json.dumps(dep))  # a plain template passes
+
+
 # -- streaming routes: Origin --------------------------------------------------------------
 
 
@@ -399,3 +417,41 @@ async def test_node_authorizer_over_nats(secure: Secure) -> None:
     await eventually(cut_off, timeout=10, msg="the Secret of a pod that left the node")
     with pytest.raises(RemoteError):
         await bus.call("edgebus.api.node.Not_A_Node", Envelope.new(source="t", operation="request", content={"method": "GET", "path": "/api/v1/pods"}), timeout=5)
+
+
+async def test_websocket_exec_needs_create_as_well_as_get(secure: Secure) -> None:
+    """A websocket upgrade is a GET; as kube-apiserver (1.31+) does, exec/attach/portforward
+    also need ``create`` on the subresource (SPDY's POST needs just that)."""
+    from edgebus.objects.resources import ROLEBINDINGS, ROLES
+
+    await secure.store.create(ROLES, {"metadata": {"name": "exec-get"}, "rules": [{"apiGroups": [""], "resources": ["pods", "pods/exec"], "verbs": ["get"]}]}, namespace="default")
+    await secure.store.create(ROLES, {"metadata": {"name": "exec-create"}, "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]}, namespace="default")
+    binding = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exec-get"}, "subjects": [{"kind": "User", "name": "ann", "apiGroup": "rbac.authorization.k8s.io"}]}
+    await secure.store.create(ROLEBINDINGS, {"metadata": {"name": "ann-get"}, **binding}, namespace="default")
+    ws_url = secure.url.replace("https://", "wss://") + "/api/v1/namespaces/default/pods/web/exec?command=ls&stdout=true"
+    ctx = ssl.create_default_context(cadata=secure.creds.ca_pem.decode())
+    headers = {"Authorization": f"Bearer {secure.creds.user_token('ann', 'dev')}"}
+
+    async def refused() -> bytes | None:
+        try:
+            async with websockets.connect(ws_url, ssl=ctx, subprotocols=["v5.channel.k8s.io"], additional_headers=headers):
+                return None
+        except websockets.InvalidStatus as exc:
+            body = exc.response.body or b""
+            # until the binding is seen, "get" is refused too; then only "create" is
+            return body if exc.response.status_code == 403 and b"cannot create resource" in body else None
+
+    body = await eventually(refused, timeout=10, msg="get alone is not enough")
+    assert b'pods/exec' in body
+    binding["roleRef"]["name"] = "exec-create"
+    await secure.store.create(ROLEBINDINGS, {"metadata": {"name": "ann-create"}, **binding}, namespace="default")
+
+    async def let_through() -> bool:
+        try:
+            async with websockets.connect(ws_url, ssl=ctx, subprotocols=["v5.channel.k8s.io"], additional_headers=headers) as ws:
+                msg = await ws.recv()
+                return msg[0] == 3 and json.loads(msg[1:])["reason"] == "NotFound"
+        except websockets.InvalidStatus:
+            return False
+
+    await eventually(let_through, timeout=10, msg="get and create: through to the route")

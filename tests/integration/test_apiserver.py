@@ -170,6 +170,21 @@ async def test_update_conflict_and_delete(api: httpx.AsyncClient) -> None:
     assert_status(await api.delete(f"{CMS}/c1"), 404, "NotFound")
 
 
+async def test_a_put_gives_its_manager_the_fields_it_changed(api: httpx.AsyncClient) -> None:
+    """PUTs record managed fields as kube-apiserver does (operation Update, per field
+    manager), also when the update answers from the version it wrote last."""
+    created = (await api.post(f"{CMS}?fieldManager=maker", json=cm("mf", a="1", b="1"))).json()
+    r = await api.put(f"{CMS}/mf?fieldManager=tuner", json=dict(created, data={"a": "2", "b": "1"}))
+    assert r.status_code == 200, r.text
+    again = await api.put(f"{CMS}/mf?fieldManager=tuner", json=dict(r.json(), data={"a": "3", "b": "1", "c": "1"}))
+    assert again.status_code == 200, again.text
+    got = (await api.get(f"{CMS}/mf")).json()
+    owners = {e["manager"]: e for e in got["metadata"]["managedFields"]}
+    assert set(owners) == {"maker", "tuner"} and {e["operation"] for e in owners.values()} == {"Update"}
+    assert owners["tuner"]["fieldsV1"]["f:data"] == {"f:a": {}, "f:c": {}}
+    assert owners["maker"]["fieldsV1"]["f:data"] == {"f:b": {}}
+
+
 async def test_status_subresource(api: httpx.AsyncClient) -> None:
     p = (await api.post(PODS, json=pod("s1"))).json()
     # PUT /status changes only the status
@@ -338,3 +353,60 @@ async def test_stop_ends_open_watches(hub: Hub) -> None:
             await asyncio.wait_for(svc.stop(), 10)
             assert loop.time() - t0 < 3
     assert svc.stopped.is_set()
+
+
+async def test_pod_spec_updates_limited_as_kubernetes(api: httpx.AsyncClient) -> None:
+    p = pod("frozen", node="n1")
+    p["spec"]["containers"][0]["command"] = ["sleep", "3600"]
+    created = (await api.post(PODS, json=p)).json()
+    changed = json.loads(json.dumps(created))
+    changed["spec"]["containers"][0]["command"] = ["sh"]
+    body = assert_status(await api.put(f"{PODS}/frozen", json=changed), 422, "Invalid")
+    assert "pod updates may not change fields other than `spec.containers[*].image`" in body["message"]
+    assert "spec.containers[0].command" in body["message"]
+    # moving a bound pod to another node is refused too, by any kind of patch
+    body = assert_status(await api.patch(f"{PODS}/frozen", json={"spec": {"nodeName": "n2"}}, headers={"content-type": "application/merge-patch+json"}), 422, "Invalid")
+    assert "spec.nodeName" in body["message"]
+    # the image may change
+    r = await api.patch(f"{PODS}/frozen", json={"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}, headers={"content-type": "application/strategic-merge-patch+json"})
+    assert r.status_code == 200 and r.json()["spec"]["containers"][0]["image"] == "busybox:1.36"
+    assert (await api.get(f"{PODS}/frozen")).json()["spec"]["nodeName"] == "n1"
+    # a pod created unbound may be bound once
+    await api.post(PODS, json=pod("unbound"))
+    r = await api.patch(f"{PODS}/unbound", json={"spec": {"nodeName": "n1"}}, headers={"content-type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    # a failed JSON-patch test speaks Kubernetes
+    body = assert_status(await api.patch(f"{PODS}/frozen", json=[{"op": "test", "path": "/metadata/name", "value": "x"}], headers={"content-type": "application/json-patch+json"}), 422, "Invalid")
+    assert body["message"].endswith("testing value /metadata/name failed: test failed")
+    # quantities
+    bad = pod("greedy", node="n1")
+    bad["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "lots"}}
+    body = assert_status(await api.post(PODS, json=bad), 422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "spec.containers[0].resources.limits[cpu]"
+
+
+async def test_unknown_field_selector_is_a_bad_request(api: httpx.AsyncClient) -> None:
+    body = assert_status(await api.get(PODS, params={"fieldSelector": "spec.foo=bar"}), 400, "BadRequest")
+    assert body["message"] == "field label not supported: spec.foo"
+    assert_status(await api.get(CMS, params={"fieldSelector": "data.x=1"}), 400, "BadRequest")
+    assert_status(await api.get(PODS, params={"watch": "1", "fieldSelector": "spec.foo=bar"}), 400, "BadRequest")
+    assert (await api.get(PODS, params={"fieldSelector": "status.phase=Running"})).status_code == 200
+
+
+async def test_dry_run_checks_everything_and_stores_nothing(api: httpx.AsyncClient) -> None:
+    r = await api.post(CMS, params={"dryRun": "All"}, json=cm("ghost", a="1"))
+    assert r.status_code == 201 and r.json()["metadata"]["uid"] and "resourceVersion" not in r.json()["metadata"]
+    assert (await api.get(f"{CMS}/ghost")).status_code == 404
+    assert_status(await api.post(CMS, params={"dryRun": "All"}, json=cm("Bad_Name")), 422, "Invalid")
+    created = (await api.post(CMS, json=cm("real", a="1"))).json()
+    assert_status(await api.post(CMS, params={"dryRun": "All"}, json=cm("real")), 409, "AlreadyExists")
+    r = await api.patch(f"{CMS}/real", params={"dryRun": "All"}, json={"data": {"a": "2"}}, headers={"content-type": "application/merge-patch+json"})
+    assert r.status_code == 200 and r.json()["data"] == {"a": "2"} and r.json()["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    r = await api.put(f"{CMS}/real", params={"dryRun": "All"}, json={**created, "data": {"a": "3"}})
+    assert r.status_code == 200 and r.json()["data"] == {"a": "3"}
+    r = await api.request("DELETE", f"{CMS}/real", params={"dryRun": "All"})
+    assert r.status_code == 200
+    got = (await api.get(f"{CMS}/real")).json()
+    assert got["data"] == {"a": "1"} and got["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    body = assert_status(await api.post(CMS, params={"dryRun": "Some"}, json=cm("x")), 400, "BadRequest")
+    assert 'unsupported dry run value "Some"' in body["message"]

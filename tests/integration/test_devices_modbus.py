@@ -46,7 +46,7 @@ async def test_reported_values_reach_cloud_and_desired_reaches_register(mesh, si
     await eventually(lambda: _eq(mesh.reported("thermostat", "temperature"), "21.5"), timeout=15, msg="temperature in cloud status")
     dev = await eventually(online, timeout=10, msg="state online")
     tw = {t["propertyName"]: t for t in dev["status"]["twins"]}
-    assert tw["temperature"]["reported"]["metadata"]["type"] == "FLOAT"
+    assert tw["temperature"]["reported"]["metadata"]["type"] == "float"  # the type the mapper reported
     assert int(tw["temperature"]["reported"]["metadata"]["timestamp"]) > 0
     assert dev["status"]["lastOnlineTime"]
     assert tw["fan"]["reported"]["value"] == "false"

@@ -1,22 +1,22 @@
 """KubeEdge MQTT compatibility: a real paho-mqtt client plays a KubeEdge mapper against the
 edge leaf's MQTT listener (nats-server maps the $hw topics onto the NATS subjects devicetwin
-serves). Also: bad MQTT input gets an error on the result topic and loses no good value."""
+serves), written from KubeEdge's topic table and message types: it builds its topics from
+the membership ``id`` as mappers-go does, reports state ``OK`` as mappers-go does, and reads
+results, documents and deltas in KubeEdge's shapes. Also: bad MQTT input gets an error on
+the result topic and loses no good value."""
 
 from __future__ import annotations
 
-import json
-import queue
 import time
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edgebus.objects import DEVICEMODELS, DEVICES
 from edgebus.testing.waiting import eventually
 
 from .devicemesh import NODE, start_mesh
+from .kubeedge_clients import MqttClient as Client
 
 DEV = "sensor.a1"  # a dot in a topic level: nats-server maps it to '//' in the subject
 BASE = f"$hw/events/device/default/{DEV}"
@@ -41,50 +41,6 @@ DEVICE = {
 }
 
 
-class Client:
-    """A paho-mqtt client whose received messages are queued for the (async) test."""
-
-    def __init__(self, port: int, user: str, password: str) -> None:
-        self.q: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kubeedge-mapper-{time.time_ns()}")
-        self.c.username_pw_set(user, password)
-        self.c.on_message = lambda _c, _u, msg: self.q.put((msg.topic, msg.payload))
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        self.seen: list[tuple[str, Any]] = []
-
-    def sub(self, *topics: str) -> None:
-        for t in topics:
-            r, _ = self.c.subscribe(t, qos=1)
-            assert r == mqtt.MQTT_ERR_SUCCESS
-
-    def pub(self, topic: str, payload: Any) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.c.publish(topic, data, qos=1).wait_for_publish(5)
-
-    def drain(self) -> list[tuple[str, Any]]:
-        while True:
-            try:
-                topic, data = self.q.get_nowait()
-            except queue.Empty:
-                return self.seen
-            try:
-                body = json.loads(data)
-            except ValueError:
-                body = data
-            self.seen.append((topic, body))
-
-    def find(self, topic: str, pred: Any = lambda b: True) -> Any:
-        for t, b in self.drain():
-            if t == topic and pred(b):
-                return b
-        return None
-
-    def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
-
-
 @pytest.fixture
 async def mesh(cluster, tmp_path: Path):
     m = await start_mesh(cluster, tmp_path, mappers=())
@@ -99,7 +55,7 @@ async def test_kubeedge_mapper_over_mqtt(mesh) -> None:
     await mesh.store.create(DEVICEMODELS, MODEL)
     await mesh.store.create(DEVICES, DEVICE)
     cred = mesh.leaf.mapper("modbus")  # a mapper's MQTT login on the node's server
-    c = Client(mesh.leaf.mqtt_port, cred.user, cred.password)
+    c = Client(mesh.leaf.mqtt_port, auth=(cred.user, cred.password))
     try:
         c.sub(
             f"$hw/events/node/{NODE}/membership/get/result",
@@ -116,24 +72,39 @@ async def test_kubeedge_mapper_over_mqtt(mesh) -> None:
 
         res = await eventually(lambda: member(), timeout=15, interval=0.3, msg="membership lists the device")
         entry = next(d for d in res["devices"] if d["name"] == DEV)
-        assert entry["namespace"] == "default"
+        assert entry["id"] == f"default/{DEV}" and entry["namespace"] == "default"
         assert entry["twin"]["led"]["expected"]["value"] == "10"
         assert entry["twin"]["led"]["metadata"]["type"] == "int"
+        assert set(entry["twin"]["led"]["expected"]["metadata"]) == {"timestamp"}  # no extra value metadata
+        # a mappers-go mapper builds its topics from the id: they are the namespaced topics
+        assert f"$hw/events/device/{entry['id']}" == BASE
+        c.sub(f"{BASE}/twin/update/document")
 
         # the mapper reports: values reach the cloud
-        c.pub(f"{BASE}/twin/update", {"event_id": "r1", "timestamp": int(time.time() * 1000), "twin": {"temperature": {"actual": {"value": "19.5"}}, "led": {"actual": {"value": "10"}}}})
+        # (as mappers-go and the mapper-framework do: metadata.type, the expected value sent along, empty)
+        twin = {"temperature": {"actual": {"value": "19.5"}, "expected": {"value": ""}, "metadata": {"type": "float"}}, "led": {"actual": {"value": "10"}, "metadata": {"type": "integer"}}}
+        c.pub(f"{BASE}/twin/update", {"event_id": "r1", "timestamp": int(time.time() * 1000), "twin": twin})
         ok = await eventually(lambda: c.find(f"{BASE}/twin/update/result", lambda b: b.get("event_id") == "r1"), msg="update result")
         assert "code" not in ok and ok["twin"]["temperature"]["actual"]["value"] == "19.5"
+        assert ok["twin"]["led"]["metadata"] == {"type": "integer"}
+        doc = await eventually(lambda: c.find(f"{BASE}/twin/update/document", lambda b: b.get("event_id") == "r1"), msg="twin document")
+        assert doc["twin"]["temperature"]["last"] is None and doc["twin"]["temperature"]["current"]["actual"]["value"] == "19.5"
         await eventually(lambda: _eq(mesh.reported(DEV, "temperature"), "19.5"), timeout=10, msg="report in cloud status")
+        dev = await mesh.store.get(DEVICES, "default", DEV)
+        assert {t["propertyName"]: t["reported"]["metadata"]["type"] for t in dev["status"]["twins"] if "reported" in t} == {"temperature": "float", "led": "integer"}
 
         # a desired value set in the cloud arrives as a delta
         await mesh.set_desired(DEV, "led", "200")
         delta = await eventually(lambda: c.find(f"{BASE}/twin/update/delta", lambda b: b.get("delta", {}).get("led") == "200"), timeout=10, msg="delta for led")
         assert delta["twin"]["led"]["expected"]["value"] == "200"
+        assert set(delta["twin"]) == {"led"}  # only twins with an expected value, as KubeEdge's delta
 
-        # state and twin/get
-        c.pub(f"{BASE}/state/update", {"event_id": "s1", "state": "online"})
-        assert (await eventually(lambda: c.find(f"{BASE}/state/update/result", lambda b: b.get("event_id") == "s1"), msg="state result"))["state"] == "online"
+        # state: mappers-go publishes "OK"; the result is KubeEdge's {device: {name, state, lastOnlineTime}}
+        c.pub(f"{BASE}/state/update", {"event_id": "s1", "state": "OK"})
+        sr = await eventually(lambda: c.find(f"{BASE}/state/update/result", lambda b: b.get("event_id") == "s1"), msg="state result")
+        assert sr["device"]["name"] == DEV and sr["device"]["state"] == "ok" and sr["device"]["lastOnlineTime"].endswith("Z")
+        c.pub(f"{BASE}/state/update", {"event_id": "s1b", "state": "online"})
+        assert (await eventually(lambda: c.find(f"{BASE}/state/update/result", lambda b: b.get("event_id") == "s1b"), msg="state result"))["device"]["state"] == "online"
         c.pub(f"{BASE}/twin/get", {"event_id": "g1"})
         got = await eventually(lambda: c.find(f"{BASE}/twin/get/result", lambda b: b.get("event_id") == "g1"), msg="twin/get result")
         assert got["twin"]["temperature"]["actual"]["value"] == "19.5"
@@ -153,7 +124,10 @@ async def test_kubeedge_mapper_over_mqtt(mesh) -> None:
         c.pub(f"{BASE}/twin/update", {"event_id": "nope", "twin": {"pressure": {"actual": {"value": "1"}}}})
         r = await eventually(lambda: c.find(f"{BASE}/twin/update/result", lambda b: b.get("event_id") == "nope"), msg="unknown property rejected")
         assert "no property pressure" in r["errors"]["pressure"]
+        c.sub("$hw/events/device/default/ghost/twin/update/result")
         c.pub("$hw/events/device/default/ghost/twin/update", {"event_id": "ghost", "twin": {"x": {"actual": {"value": "1"}}}})
+        r = await eventually(lambda: c.find("$hw/events/device/default/ghost/twin/update/result", lambda b: b.get("event_id") == "ghost"), msg="unknown device")
+        assert r["code"] == 404
         c.pub(f"{BASE}/state/update", {"event_id": "s2", "state": "exploded"})
         r = await eventually(lambda: c.find(f"{BASE}/state/update/result", lambda b: b.get("event_id") == "s2"), msg="bad state rejected")
         assert "state must be one of" in r["reason"]

@@ -66,6 +66,7 @@ async def _eq(aw, want):
     return (await aw) == want
 
 
+@pytest.mark.leaks_tasks("asyncua's server (the test's device) leaves its session loops behind when it stops")
 async def test_opcua_values_reach_cloud_and_desired_reaches_node(mesh, sim) -> None:
     await eventually(mesh.node_ready, timeout=15, msg="edge-1 Ready")
     await mesh.store.create(DEVICEMODELS, MODEL)

@@ -98,6 +98,11 @@ async def _status(c: httpx.AsyncClient, path: str, code: int) -> bool:
     return (await c.get(path)).status_code == code
 
 
+async def _message(c: httpx.AsyncClient, path: str, code: int, message: str) -> bool:
+    r = await c.get(path)
+    return r.status_code == code and r.json().get("message") == message
+
+
 async def test_local_admin_and_anonymous(edge: Edge, tmp_path: Path) -> None:
     assert stat.S_IMODE(edge.admin_token_file.stat().st_mode) == 0o600
     admin_token = edge.admin_token_file.read_text().strip()
@@ -148,13 +153,20 @@ async def test_service_account_tokens_offline(edge: Edge) -> None:
         pod = {"metadata": {"name": "web"}, "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "v", "configMap": {"name": "cfg"}}]}}
         assert (await cloud.post("/api/v1/namespaces/default/pods", json=pod)).status_code == 201
         async with edge.client(token) as sa:
-            await eventually(lambda: _status(sa, "/api/v1/namespaces/default/pods", 403), timeout=15, msg="the node's RBAC objects: nothing for the ServiceAccount")
-            r = await sa.get("/api/v1/namespaces/default/pods")
-            assert r.json()["message"] == 'pods is forbidden: User "system:serviceaccount:default:reader" cannot list resource "pods" in API group "" in the namespace "default"'
+            # (until every RBAC object reached the node, the answer also names the roles it lacks)
+            forbidden = 'pods is forbidden: User "system:serviceaccount:default:reader" cannot list resource "pods" in API group "" in the namespace "default"'
+            await eventually(lambda: _message(sa, "/api/v1/namespaces/default/pods", 403, forbidden), timeout=15, msg="the node's RBAC objects: nothing for the ServiceAccount")
+            r = await sa.get("/api/v1/namespaces/default/pods/web/log")
+            assert r.status_code == 403 and r.json()["message"].startswith(
+                'pods "web" is forbidden: User "system:serviceaccount:default:reader" cannot get resource "pods/log" in API group "" in the namespace "default"'
+            ), r.text
             rb = {"metadata": {"name": "reader-edit"}, "roleRef": {"kind": "ClusterRole", "name": "edit"}, "subjects": [{"kind": "ServiceAccount", "name": "reader"}]}
             assert (await cloud.post("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", json=rb)).status_code == 201
             await eventually(lambda: _status(sa, "/api/v1/namespaces/default/pods/web", 200), timeout=15, msg="the binding reaches the node")
             assert (await sa.get("/api/v1/namespaces/kube-system/configmaps")).status_code == 403, "edit is bound in default only"
+            # get on pods/log is granted now: the node's edged is asked (none runs here)
+            r = await sa.get("/api/v1/namespaces/default/pods/web/log")
+            assert r.status_code == 503 and r.json()["message"] == "the edged of node edge-1 does not answer (stopped or starting)", r.text
             # allowed by RBAC on the node, then forwarded as the node: the Node authorizer says no
             r = await sa.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "from-edge"}})
             assert r.status_code == 403 and 'User "system:node:edge-1"' in r.json()["message"]
@@ -182,3 +194,73 @@ def test_kubeconfig_carries_the_cloud_credentials(tmp_path: Path) -> None:
     cfg: dict[str, Any] = yaml.safe_load(render(None, str(tmp_path), None))
     assert cfg["users"][0]["user"]["token"] == creds.admin_token
     assert cfg["clusters"][0]["cluster"]["certificate-authority-data"] and cfg["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
+
+
+async def test_read_your_writes_through_the_node(edge: Edge) -> None:
+    """What the node writes through its metaserver and the cloud accepts is on the node at
+    once (get, list), without the cloud routing it there; what the cloud refuses, a dry run
+    and a delete leave nothing; the local resourceVersion works for an update."""
+    admin_token = edge.admin_token_file.read_text().strip()
+    path = "/api/v1/namespaces/default/configmaps"
+    async with edge.client(admin_token) as admin, edge.cloud() as cloud:
+        await eventually(lambda: _status(admin, path, 200), timeout=15, msg="the metaserver up")
+        r = await admin.post(path, json={"metadata": {"name": "mine"}, "data": {"a": "1"}})
+        assert r.status_code == 403, r.text  # RBAC grants a node no ConfigMaps
+        assert (await admin.get(f"{path}/mine")).status_code == 404
+        rb = {"metadata": {"name": "node-edit"}, "roleRef": {"kind": "ClusterRole", "name": "edit"}, "subjects": [{"kind": "User", "name": "system:node:edge-1"}]}
+        assert (await cloud.post("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", json=rb)).status_code == 201
+
+        async def created() -> httpx.Response | None:
+            r = await admin.post(path, json={"metadata": {"name": "mine"}, "data": {"a": "1"}})
+            return r if r.status_code == 201 else None
+
+        async with admin.stream("GET", path, params={"watch": "1", "timeoutSeconds": "20"}) as watch:
+            lines = watch.aiter_lines()
+            r = await eventually(created, timeout=15, msg="the binding in the cloud's authorizer")
+            ev = json.loads(await asyncio.wait_for(anext(lines), 10))
+            assert (ev["type"], ev["object"]["metadata"]["name"], ev["object"]["data"]) == ("ADDED", "mine", {"a": "1"})
+        cloud_rv = r.json()["metadata"]["resourceVersion"]
+        # at once, not eventually: the node kept the cloud's answer
+        got = await admin.get(f"{path}/mine")
+        assert got.status_code == 200 and got.json()["data"] == {"a": "1"}
+        local_rv = got.json()["metadata"]["resourceVersion"]
+        assert "mine" in [i["metadata"]["name"] for i in (await admin.get(path)).json()["items"]]
+        # an update with the node's local resourceVersion (translated to the cloud's)
+        upd = {**got.json(), "data": {"a": "2"}}
+        r = await admin.put(f"{path}/mine", json=upd)
+        assert r.status_code == 200, r.text
+        assert int(r.json()["metadata"]["resourceVersion"]) > int(cloud_rv)
+        assert (await admin.get(f"{path}/mine")).json()["data"] == {"a": "2"}
+        assert int((await admin.get(f"{path}/mine")).json()["metadata"]["resourceVersion"]) > int(local_rv)
+        assert (await cloud.get(f"{path}/mine")).json()["data"] == {"a": "2"}
+        # refused by the cloud (an invalid name), a dry run: nothing on the node
+        r = await admin.post(path, json={"metadata": {"name": "Bad_Name"}})
+        assert r.status_code == 422, r.text
+        r = await admin.post(path, params={"dryRun": "All"}, json={"metadata": {"name": "dry"}})
+        assert r.status_code == 201, r.text
+        assert (await admin.get(f"{path}/dry")).status_code == 404
+        assert (await cloud.get(f"{path}/dry")).status_code == 404
+        names_ = [i["metadata"]["name"] for i in (await admin.get(path)).json()["items"]]
+        assert "Bad_Name" not in names_ and "dry" not in names_
+        # a dry-run delete keeps it; a delete removes it, at once
+        r = await admin.request("DELETE", f"{path}/mine", json={"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]})
+        assert r.status_code == 200, r.text
+        assert (await admin.get(f"{path}/mine")).status_code == 200
+        r = await admin.delete(f"{path}/mine")
+        assert r.status_code == 200, r.text
+        assert (await admin.get(f"{path}/mine")).status_code == 404
+        assert "mine" not in [i["metadata"]["name"] for i in (await admin.get(path)).json()["items"]]
+        assert (await cloud.get(f"{path}/mine")).status_code == 404
+        # a newer version made in the cloud replaces the kept copy once it comes down (here: a
+        # pod of the node uses the ConfigMap, so the cloud routes it to the node)
+        r = await admin.post(path, json={"metadata": {"name": "shared"}, "data": {"v": "node"}})
+        assert r.status_code == 201, r.text
+        cur = (await cloud.get(f"{path}/shared")).json()
+        assert (await cloud.put(f"{path}/shared", json={**cur, "data": {"v": "cloud"}})).status_code == 200
+        pod = {"metadata": {"name": "user"}, "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "v", "configMap": {"name": "shared"}}]}}
+        assert (await cloud.post("/api/v1/namespaces/default/pods", json=pod)).status_code == 201
+
+        async def cloud_version() -> bool:
+            return (await admin.get(f"{path}/shared")).json()["data"] == {"v": "cloud"}
+
+        await eventually(cloud_version, timeout=20, msg="the cloud's newer version on the node")

@@ -8,6 +8,7 @@ import pytest
 from edgebus.errors import AlreadyExists, Conflict, Invalid, NotFound
 from edgebus.objects import CONFIGMAPS, NAMESPACES, PODS
 from edgebus.objectstore import ADDED, DELETED, MODIFIED, ObjectStore
+from edgebus.testing.waiting import eventually
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ async def test_watch_from_revision_and_initial(store: ObjectStore) -> None:
                     return
 
     t = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: len(seen) == 2, timeout=5, msg="the existing objects listed")
     await store.create(CONFIGMAPS, cm("w3"))
     await asyncio.wait_for(t, 5)
     # existing objects first (synthetic ADDED, w1 is deleted so absent), then the live create
@@ -149,3 +150,63 @@ async def test_update_on_a_known_revision_skips_the_read_and_stays_exact(store: 
     await other.delete(CONFIGMAPS, "default", "k")
     with pytest.raises(NotFound):
         await store.update(CONFIGMAPS, dict(mine, data={"v": "again"}))
+
+
+async def test_a_delete_during_the_initial_list_is_not_lost(store: ObjectStore) -> None:
+    """A watcher still receiving the initial objects gets DELETED for one of them deleted
+    meanwhile (before, the delete was taken for an old tombstone and dropped, and the
+    watcher kept an object that no longer exists)."""
+    from edgebus.objectstore import BOOKMARK
+
+    for i in range(300):
+        await store.create(CONFIGMAPS, cm(f"n{i:03d}"))
+    state: dict[str, bool] = {}
+    deleted = False
+    async with aclosing(store.watch([CONFIGMAPS], "default", bookmarks=True)) as it:
+        async for ev in it:
+            if ev.type == BOOKMARK:
+                if deleted:
+                    break
+                continue
+            name = ev.object["metadata"]["name"]
+            state[name] = ev.type != DELETED
+            if not deleted:
+                await store.delete(CONFIGMAPS, "default", "n000")  # while the initial objects come
+                deleted = True
+            if deleted and name == "n000" and ev.type == DELETED:
+                break
+    assert state.get("n000") is False
+
+
+async def test_a_delete_racing_a_write_is_tried_again_unless_it_has_a_precondition(store: ObjectStore, bus) -> None:  # type: ignore[no-untyped-def]
+    """kube-apiserver answers a DELETE without preconditions 409 only when a precondition
+    fails; a write between the delete's read and its compare-and-delete is retried."""
+    other = ObjectStore(bus)
+    created = await store.create(CONFIGMAPS, cm("racy", k="1"))
+    read = store.kv.get
+    writes = 0
+
+    async def read_then_someone_writes(key: str):  # type: ignore[no-untyped-def]
+        nonlocal writes
+        entry = await read(key)
+        if writes < 2 and entry is not None:  # the next two reads are overtaken by a real write
+            writes += 1
+            cur = await other.get(CONFIGMAPS, "default", "racy")
+            await other.update(CONFIGMAPS, {**cur, "data": {"k": str(writes + 1)}})
+        return entry
+
+    store.kv.get = read_then_someone_writes  # type: ignore[method-assign]
+    try:
+        gone = await store.delete(CONFIGMAPS, "default", "racy")
+        assert writes == 2 and gone["data"] == {"k": "3"}, "deleted as it was after the racing writes"
+        with pytest.raises(NotFound):
+            await other.get(CONFIGMAPS, "default", "racy")
+        # with a precondition the race is the caller's to see
+        await store.create(CONFIGMAPS, cm("racy", k="1"))
+        writes = 1
+        uid = (await other.get(CONFIGMAPS, "default", "racy"))["metadata"]["uid"]
+        with pytest.raises(Conflict):
+            await store.delete(CONFIGMAPS, "default", "racy", uid=uid)
+    finally:
+        store.kv.get = read  # type: ignore[method-assign]
+    assert created["metadata"]["uid"] != uid

@@ -12,9 +12,11 @@ from edgebus.devices import hw
 from edgebus.errors import InvalidMessage
 from edgebus.names import ObjectRef
 from edgebus.objects import DEVICEMODELS, DEVICES
+from edgebus.objects import device_checks
 from edgebus.objects import devices as d
 from services.devicecontroller import logic as dc
 from services.devicetwin import logic as dt
+from services.devicetwin import shapes
 from services.edgecontroller.logic import Index, diff
 
 MODEL = {
@@ -86,13 +88,14 @@ def test_rules_parse_and_hold() -> None:
             d.parse_rule(bad)
 
 
-def test_device_against_model() -> None:
-    assert not d.check_against_model(device(), MODEL).items
+def test_device_against_model_warns() -> None:
+    assert device_checks.device_warnings(device(), MODEL, model_found=True) == []
     bad = device(properties=[{"name": "temperature", "desired": {"value": "1"}}, {"name": "ghost"}, {"name": "setpoint", "desired": {"value": "99"}}],
                  rules=[{"name": "r", "when": "mode > 3", "set": {"temperature": "1", "nope": "1"}}])
-    msgs = " | ".join(c["message"] for c in d.check_against_model(bad, MODEL).items)
-    for frag in ("ReadOnly", "has no such property", "above the maximum", "only compare with == and !=", "no such property in the model"):
+    msgs = " | ".join(device_checks.device_warnings(bad, MODEL, model_found=True))
+    for frag in ("ReadOnly", "has no property ghost", "above the maximum", "only compare with == and !=", "has no property nope"):
         assert frag in msgs
+    assert "does not exist" in " ".join(device_checks.device_warnings(device(), None, model_found=False))
 
 
 # -- devicetwin -----------------------------------------------------------------------
@@ -173,6 +176,46 @@ def test_state_is_latest_wins() -> None:
     assert dt.set_state(twin, "unhealthy", "Modbus exception 4", 11) and twin["state"] == "unhealthy"
 
 
+
+def test_state_update_is_checked() -> None:
+    assert dt.parse_state({"state": "OK", "reason": "fine"}) == ("OK", "fine")
+    assert dt.parse_state({"state": "offline", "reason": 3}) == ("offline", "")
+    for bad in ({"state": "sleepy"}, {"state": 1}, {}):
+        with pytest.raises(InvalidMessage):
+            dt.parse_state(bad)
+    assert shapes.event_id(hw.dumps({"event_id": "e1"})) == "e1"
+    assert shapes.event_id(b"not json") == ""
+    assert "not a member of node edge-1" in shapes.not_member(("default", "t"), "edge-1")
+
+
+def test_hw_bodies() -> None:
+    info, twin = twin_setup()
+    infos, twins = {info.key: info}, {info.key: twin}
+    body = shapes.delta_message(twin, info, {"setpoint": "22"}, "e2", 5, trigger="e1", rules=["on"])
+    assert body["delta"] == {"setpoint": "22"} and body["trigger"] == {"event_id": "e1", "rules": ["on"]} and set(body["twin"]) == {"setpoint"}
+    assert "trigger" not in shapes.delta_message(twin, info, {}, "e3", 5)
+    assert [e["id"] for e in shapes.membership(twins, infos, "e4", 6)["devices"]] == ["default/t"]
+    up = shapes.membership_updated(twins, infos, [info.key, ("default", "gone")], [("default", "old")], "e5", 7)
+    assert [e["id"] for e in up["added_devices"]] == ["default/t"]  # a key no longer a member is left out
+    assert up["removed_devices"] == [{"id": "default/old", "name": "old", "namespace": "default"}]
+    view = shapes.twins_view("edge-1", twins, infos, 3)
+    assert view["node"] == "edge-1" and view["firings"] == 3 and set(view["devices"]) == {"default/t"}
+
+
+def test_mirror_keeps_the_newest_view() -> None:
+    a, b = {"spec": 1}, {"spec": 2}
+    assert dt.observe(None, a, 5) == ((a, 5), True)
+    assert dt.observe((a, 5), b, 4) == (None, False)  # an older view (a re-list racing an event)
+    assert dt.observe((a, 5), a, 9) == ((a, 9), False)  # the same object: only the revision moves
+    assert dt.observe((a, 5), None, 6) == ((None, 6), True)  # deleted
+    table = {("ns", "x"): (a, 3), ("ns", "y"): (a, 8), ("ns", "z"): (None, 1), ("ns", "w"): (a, 2)}
+    # not listed at revision 5: x and w are gone; y came from a newer event; z is already deleted
+    assert sorted(dt.vanished(table, set(), 5)) == [("ns", "w"), ("ns", "x")]
+    assert dt.vanished(table, {("ns", "x"), ("ns", "w")}, 5) == []
+    devices = {("default", "t"): (device(), 1), ("other", "t"): (device(), 1), ("default", "u"): (None, 2)}
+    assert dt.devices_of_model(devices, ("default", "m")) == [("default", "t")]
+
+
 # -- devicecontroller ----------------------------------------------------------------
 
 
@@ -183,11 +226,16 @@ def test_status_merge_never_stale_over_new() -> None:
     assert dc.merge_report(dev, dc.check_report(r1), MODEL)
     assert dc.merge_report(dev, dc.check_report(r0), MODEL)  # only setpoint is new
     tw = {t["propertyName"]: t for t in dev["status"]["twins"]}
-    assert tw["temperature"]["reported"] == {"value": "21", "metadata": {"timestamp": "100", "type": "FLOAT"}}
+    assert tw["temperature"]["reported"] == {"value": "21", "metadata": {"timestamp": "100", "type": "float"}}
     assert tw["setpoint"]["reported"]["value"] == "22"
     assert tw["fan"]["observedDesired"]["metadata"]["source"] == "rule:on"
     assert dev["status"]["state"] == "online" and dev["status"]["lastOnlineTime"].startswith("1970-01-01T00:00:00")
     assert not dc.merge_report(dev, dc.check_report(r0), MODEL)
+    # the type a mapper reported is kept, as KubeEdge keeps it; "ok" is a state KubeEdge accepts
+    r2 = {"twins": {"temperature": {"reported": {"value": "22", "ts": 200, "type": "integer"}}}, "state": {"value": "ok", "reason": "", "ts": 200}}
+    assert dc.merge_report(dev, dc.check_report(r2), MODEL)
+    tw = {t["propertyName"]: t for t in dev["status"]["twins"]}
+    assert tw["temperature"]["reported"]["metadata"]["type"] == "integer" and dev["status"]["state"] == "ok"
     for bad in ("x", {"twins": []}, {"twins": {"a": {"reported": {"value": 1, "ts": 1}}}}, {"twins": {}, "state": {"value": "weird", "ts": 1}}):
         with pytest.raises(InvalidMessage):
             dc.check_report(bad)
@@ -260,3 +308,41 @@ def test_hw_payloads() -> None:
     for bad in (b"[1]", b"nope", b'{"twin": {}}'):
         with pytest.raises(InvalidMessage):
             hw.reported_values(hw.loads(bad))
+
+
+# -- KubeEdge's message shapes ----------------------------------------------------------------
+
+
+def test_kubeedge_shapes() -> None:
+    info, twin = twin_setup()
+    out = dt.Applied()
+    dt.apply_reported(twin, info, {"temperature": ("21.5", 10)}, out, {"temperature": "float32"})
+    entry = shapes.membership_entry(twin, info)
+    assert entry["id"] == "default/t" and entry["name"] == "t" and entry["namespace"] == "default"
+    assert set(entry) >= {"id", "name", "description", "state", "last_online", "attributes", "twin"}
+    # value metadata is KubeEdge's: a timestamp only; the mapper's type is kept
+    assert entry["twin"]["temperature"] == {"metadata": {"type": "float32"}, "actual": {"value": "21.5", "metadata": {"timestamp": 10}}}
+    assert entry["twin"]["setpoint"]["expected"] == {"value": "22", "metadata": {"timestamp": 1000}}
+    # a delta lists only twins with an expected value
+    assert set(shapes.msg_twin(twin, info, with_expected_only=True)) == {"setpoint"}
+    before = {"temperature": shapes.msg_entry(twin, info, "temperature")}
+    dt.apply_reported(twin, info, {"temperature": ("22", 11), "fan": ("true", 11)}, dt.Applied())
+    doc = shapes.document(before, twin, info, ["temperature", "fan"])
+    assert doc["temperature"]["last"]["actual"]["value"] == "21.5" and doc["temperature"]["current"]["actual"]["value"] == "22"
+    assert doc["fan"]["last"] is None
+    # "OK" (mappers-go) is a state, counted as online
+    assert dt.set_state(twin, "OK", "", 50) and twin["state"] == "ok" and twin["lastOnline"] == 50
+    assert hw.state_result("e", "t", "ok", "2026-01-01T00:00:00Z") == {"event_id": "e", "timestamp": hw.state_result("e", "t", "ok", "x")["timestamp"], "device": {"name": "t", "state": "ok", "lastOnlineTime": "2026-01-01T00:00:00Z"}}
+    msg = {"twin": {"a": {"actual": {"value": "1"}, "metadata": {"type": "integer"}}, "b": {"expected": {"value": ""}, "metadata": {"type": "string"}}}}
+    assert hw.reported_types(msg) == {"a": "integer"}
+    actual, expected, errors = hw.reported_values(msg)
+    assert set(actual) == {"a"} and expected == {} and errors == {}  # an empty expected is no desired value
+
+
+def test_effective_device_takes_model_defaults() -> None:
+    model = {"spec": {"protocolConfigData": {"port": 502, "timeout": 2}, "properties": [{"name": "setpoint", "type": "FLOAT", "visitors": {"protocolName": "modbus", "configData": {"register": "HoldingRegister", "offset": 3}}}]}}
+    dev = device(properties=[{"name": "setpoint", "visitors": {"configData": {"offset": 7}}}], protocol={"protocolName": "modbus", "configData": {"timeout": 5}})
+    eff = d.effective_device(dev, model)
+    assert eff["spec"]["protocol"]["configData"] == {"port": 502, "timeout": 5}
+    assert eff["spec"]["properties"][0]["visitors"] == {"protocolName": "modbus", "configData": {"register": "HoldingRegister", "offset": 7}}
+    assert dev["spec"]["properties"][0]["visitors"] == {"configData": {"offset": 7}}  # not changed in place

@@ -106,6 +106,11 @@ def test_status_only_changes_are_not_sent_down() -> None:
     ix.apply(PODS, running, deleted=False)
     assert send(ix, "n1", sent) == []
     assert "status" not in downstream_content(PODS, running)
+    # nor is the cloud's own bookkeeping while the node is unreachable (its readiness kept aside)
+    unreachable = pod("web", "n1", status="Running")
+    unreachable["metadata"]["annotations"] = {"edgebus.io/status-time": "123", "edgebus.io/ready-before-unreachable": '{"type":"Ready"}'}
+    ix.apply(PODS, unreachable, deleted=False)
+    assert send(ix, "n1", sent) == []
     labelled = pod("web", "n1")
     labelled["metadata"]["labels"] = {"a": "b"}
     ix.apply(PODS, labelled, deleted=False)
@@ -170,6 +175,9 @@ def ep(name: str, ip: str = "127.0.0.1") -> dict:
     return {"metadata": {"name": name, "namespace": "default"}, "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 80}]}]}
 
 
+ND = lambda n: ObjectRef("nodes", None, n)  # noqa: E731
+
+
 def test_services_and_endpoints_go_to_every_node_new_nodes_included() -> None:
     ix = Index()
     ix.apply(NODES, node("n1"), deleted=False)
@@ -178,14 +186,15 @@ def test_services_and_endpoints_go_to_every_node_new_nodes_included() -> None:
     ix.apply(ENDPOINTS, ep("web"), deleted=False)
     s1: dict = {}
     send(ix, "n1", s1)
-    assert live(s1) == {SV("web"), EP("web")}
-    # a node that joins later gets everything at once; status updates of a node route nothing
+    assert live(s1) == {SV("web"), EP("web"), ND("n1")}  # and its own Node
+    # a node that joins later gets everything at once; status updates of a node route only its own Node
     affected = ix.apply(NODES, node("n2"), deleted=False)
     assert affected == {"n2": None}
-    assert ix.apply(NODES, node("n2", "False"), deleted=False) == {}
     s2: dict = {}
     send(ix, "n2", s2, affected["n2"])
-    assert live(s2) == {SV("web"), EP("web")}
+    assert live(s2) == {SV("web"), EP("web"), ND("n2")}
+    assert ix.apply(NODES, node("n2", "False"), deleted=False) == {"n2": {ND("n2")}}
+    assert [a.ref for a in send(ix, "n2", s2, {ND("n2")})] == [ND("n2")]  # a real change: sent
     # an Endpoints change reaches both; a deleted Service is deleted on both
     assert set(ix.apply(ENDPOINTS, ep("web", "127.0.0.2"), deleted=False)) == {"n1", "n2"}
     assert [a.ref for a in send(ix, "n2", s2)] == [EP("web")]
@@ -195,8 +204,30 @@ def test_services_and_endpoints_go_to_every_node_new_nodes_included() -> None:
     # a deleted node is sent deletes (its stream subjects end as tombstones)
     affected = ix.apply(NODES, node("n2"), deleted=True)
     acts = send(ix, "n2", s2, affected["n2"])
-    assert {(a.ref, a.delete) for a in acts} == {(EP("web"), True), (SV("web"), True)}
+    assert {(a.ref, a.delete) for a in acts} == {(EP("web"), True), (SV("web"), True), (ND("n2"), True)}
     assert live(s2) == set()
+
+
+def test_a_node_gets_its_own_node_without_heartbeat_noise() -> None:
+    ix = Index()
+    n = {"metadata": {"name": "n1", "labels": {"zone": "a"}, "annotations": {"edgebus.io/status-time.edged": "1", "edgebus.io/status-order.edged": "3@x"}}, "spec": {"taints": []}, "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t1", "lastTransitionTime": "t0"}]}}
+    ix.apply(NODES, n, deleted=False)
+    ix.apply(NODES, node("other"), deleted=False)
+    s: dict = {}
+    send(ix, "n1", s)
+    assert live(s) == {ND("n1")}  # not the other node's
+    content, _ = ix.prepare(ND("n1"))
+    assert content["status"]["conditions"] == [{"type": "Ready", "status": "True", "lastTransitionTime": "t0"}]
+    assert "lastHeartbeatTime" in n["status"]["conditions"][0]  # the original is untouched
+    assert "annotations" not in content["metadata"]
+    beat = {
+        **n,
+        "metadata": {**n["metadata"], "annotations": {"edgebus.io/status-time.edged": "2", "edgebus.io/status-order.edged": "4@x"}},
+        "status": {"conditions": [{**n["status"]["conditions"][0], "lastHeartbeatTime": "t2"}]},
+    }
+    assert send(ix, "n1", s, ix.apply(NODES, beat, deleted=False)["n1"]) == []  # a heartbeat: nothing sent
+    relabelled = {**beat, "metadata": {"name": "n1", "labels": {"zone": "b"}}}
+    assert [a.ref for a in send(ix, "n1", s, ix.apply(NODES, relabelled, deleted=False)["n1"])] == [ND("n1")]
 
 
 mesh_event = st.one_of(
@@ -234,7 +265,7 @@ def test_incremental_equals_full_with_services_and_nodes(events) -> None:
 async def test_publish_window_keeps_per_subject_order_and_bounds_inflight() -> None:
     import asyncio
 
-    from services.edgecontroller.service import Window
+    from services.edgecontroller.window import Window
 
     w = Window(2)
     gates = {k: asyncio.Event() for k in ("a1", "b", "a2", "c")}
@@ -272,7 +303,7 @@ async def test_publish_window_surfaces_a_failure() -> None:
 
     import pytest
 
-    from services.edgecontroller.service import Window
+    from services.edgecontroller.window import Window
 
     w = Window(8)
 
@@ -287,3 +318,12 @@ async def test_publish_window_surfaces_a_failure() -> None:
         await asyncio.wait_for(w.failure(), 1)
     with pytest.raises(RuntimeError, match="stream gone"):
         await w.submit("B", ok)
+
+
+def test_status_bookkeeping_annotations_never_travel_down() -> None:
+    from services.edgecontroller.logic import content_hash, downstream_content
+
+    base = {"metadata": {"name": "d", "namespace": "default", "annotations": {"keep": "1"}}, "spec": {}}
+    marked = {**base, "metadata": {**base["metadata"], "annotations": {"keep": "1", "edgebus.io/status-order": "5@e", "edgebus.io/twin-order": "{}"}}}
+    assert downstream_content(PODS, marked)["metadata"]["annotations"] == {"keep": "1"}
+    assert content_hash(downstream_content(PODS, marked)) == content_hash(downstream_content(PODS, base))

@@ -114,6 +114,15 @@ def test_spec_change_changes_hash() -> None:
     assert S.container_hash(a) == S.container_hash(dict(a)) != S.container_hash({**a, "image": "x:2"})
 
 
+def test_a_reported_status_is_not_a_spec_change() -> None:
+    p = pod()
+    reported = {**p, "status": {"phase": "Running"}}
+    assert S.without_status(reported) == S.without_status(p) == p
+    assert "status" in reported  # the pod itself is left as it is
+    relabelled = {**reported, "metadata": {**p["metadata"], "labels": {"app": "y"}}}
+    assert S.without_status(relabelled) != S.without_status(reported)
+
+
 def test_mounts_and_subpath() -> None:
     c = {"volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "data", "mountPath": "/data/x", "subPath": "x", "readOnly": True}]}
     ms = S.mounts(c, {"cfg": "/v/cfg", "data": "/v/data"}, {"cfg"})

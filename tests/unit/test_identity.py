@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,9 @@ def test_node_template_confines_each_node_to_its_own_subjects() -> None:
         f"{names.reply_prefix(a)}.abc",
         names.mesh_open_subject(b, a),
         names.mesh_tunnel_subject(b, a, "t1"),
-        f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}.JS_SRC_x.{names.down_filter(a)}",
+        f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}.{names.down_consumer(a)}.{names.down_filter(a)}",
+        f"$JS.cloud.API.CONSUMER.MSG.NEXT.{names.STREAM_DOWN}.{names.down_consumer(a)}",
+        f"$JS.ACK.{names.STREAM_DOWN}.{names.down_consumer(a)}.1.2.3.4.5",
         f"$JS.cloud.API.DIRECT.GET.{names.STREAM_UP}.{names.up_filter(a)}",
     ]
     bad_pub = [
@@ -77,7 +80,12 @@ def test_node_template_confines_each_node_to_its_own_subjects() -> None:
         names.down_subject(a, "pods", "default", "p"),
         f"{names.node_filter(b)[:-2]}.edged.exec",
         f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}.JS_SRC_x.{names.down_filter(b)}",
+        f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}.JS_SRC_x.{names.down_filter(a)}",
+        f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}.{names.down_consumer(a)}.{names.down_filter(b)}",
         f"$JS.cloud.API.CONSUMER.CREATE.{names.STREAM_DOWN}",
+        f"$JS.cloud.API.CONSUMER.MSG.NEXT.{names.STREAM_DOWN}.{names.down_consumer(b)}",
+        f"$JS.cloud.API.CONSUMER.DELETE.{names.STREAM_DOWN}.{names.down_consumer(a)}",
+        f"$JS.ACK.{names.STREAM_DOWN}.{names.down_consumer(b)}.1.2.3.4.5",
         f"$JS.cloud.API.STREAM.MSG.GET.{names.kv_stream(names.BUCKET_OBJECTS)}",
         "$KV.edgebus-objects.secrets.default.x",
         "_INBOX.x",
@@ -86,7 +94,7 @@ def test_node_template_confines_each_node_to_its_own_subjects() -> None:
         assert allowed(pub, s), s
     for s in bad_pub:
         assert not allowed(pub, s), s
-    ok_sub = [f"{names.node_filter(a)[:-2]}.edged.exec", f"{names.inbox_prefix(a)}.x.y", f"{names.deliver_prefix(a)}.S.x", names.mesh_tunnel_subject(a, b, "t")]
+    ok_sub = [f"{names.node_filter(a)[:-2]}.edged.exec", f"{names.inbox_prefix(a)}.x.y", names.mesh_tunnel_subject(a, b, "t")]
     bad_sub = [f"{names.node_filter(b)[:-2]}.edged.exec", f"{names.inbox_prefix(b)}.x", f"{names.deliver_prefix(b)}.S.x", names.mesh_tunnel_subject(b, a, "t"), "$KV.edgebus-objects.x", ">"]
     for s in ok_sub:
         assert allowed(sub, s), s
@@ -149,3 +157,20 @@ def test_ca_pins_its_key_and_signs_requests_for_the_name_it_chooses() -> None:
     assert dt.timedelta(minutes=59) < pki.not_after(cert) - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=1)
     with pytest.raises(pki.PkiError):
         pki.load_csr(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+
+
+def _iat(jwt: str) -> int:
+    return int(natsjwt.decode(jwt, verify_signature=False)["iat"])
+
+
+def test_every_account_jwt_is_issued_later_than_the_one_before(tmp_path: Path) -> None:
+    """A server keeps either of two account JWTs issued in the same second, so a revocation
+    issued right after a server's preload could be undone by the preload's copy."""
+    from edgebus.identity import cloud
+
+    p = cloud.CloudPki.ensure(tmp_path / "pki", hosts=["127.0.0.1"], users=())
+    preload = p.account_jwt()
+    revoked = p.account_jwt({Key.new(natsjwt.PREFIX_USER).public: 1})
+    assert _iat(revoked) > _iat(preload)
+    cloud._last_iat.clear()  # another process (cloudhub) issuing from the same dir
+    assert _iat(cloud.CloudPki(tmp_path / "pki").account_jwt()) > _iat(revoked)

@@ -24,7 +24,8 @@ GOLDEN = [
     ("float64", -2.25, [0xC002, 0x0000, 0x0000, 0x0000], [0, 0, 0, 0xC002], [0x02C0, 0, 0, 0], [0, 0, 0, 0x02C0]),
     ("boolean", True, [0x0001], [0x0001], [0x0100], [0x0100]),
     ("boolean", False, [0x0000], [0x0000], [0x0000], [0x0000]),
-    ("string", "edge", [0x6564, 0x6765], [0x6564, 0x6765], [0x6465, 0x6567], [0x6465, 0x6567]),
+    # KubeEdge swaps the registers of every type, strings included
+    ("string", "edge", [0x6564, 0x6765], [0x6765, 0x6564], [0x6465, 0x6567], [0x6567, 0x6465]),
 ]
 SWAPS = [(False, False), (False, True), (True, False), (True, True)]  # (byte swap, word swap)
 
@@ -97,12 +98,13 @@ def test_errors() -> None:
 
 
 def test_defaults_from_config() -> None:
+    # without dataType: KubeEdge's type of the model property
     assert default_data_type("CoilRegister", "INT", 1) == "boolean"
-    assert default_data_type("HoldingRegister", "FLOAT", 2) == "float32"
-    assert default_data_type("HoldingRegister", "int", 2) == "int32"
-    assert default_data_type("InputRegister", "DOUBLE", 4) == "float64"
+    assert default_data_type("HoldingRegister", "FLOAT", 2) == "float"
+    assert default_data_type("HoldingRegister", "int", 2) == "int"
+    assert default_data_type("InputRegister", "DOUBLE", 4) == "double"
     v = visitor_from_config({"register": "HoldingRegister", "offset": 3, "limit": 2, "scale": 0.5, "isSwap": True, "isRegisterSwap": True}, "FLOAT")
-    assert v == Visitor("HoldingRegister", 3, 2, "float32", 0.5, True, True)
+    assert v == Visitor("HoldingRegister", 3, 2, "float", 0.5, True, True)
     assert v.count == 2 and v.writable
     with pytest.raises(CodecError):
         visitor_from_config({"register": "Nope"}, "INT")

@@ -321,9 +321,15 @@ def test_node_local_subjects(node: str) -> None:
 
 
 def test_dlq_and_queue_group() -> None:
-    subj = names.dlq_subject("meta.manager")
-    assert subj == "edgebus.dlq.meta_manager"
+    subj = names.dlq_subject("edge-1", "meta.manager")
+    assert subj == "edgebus.dlq.edge-1.meta_manager"
     assert subject_matches(names.DLQ_FILTER, subj)
+    # each domain's stream captures its own rejects only
+    assert subject_matches(names.dlq_filter("edge-1"), subj)
+    assert not subject_matches(names.dlq_filter("edge-2"), subj)
+    assert not subject_matches(names.dlq_filter(names.CLOUD_DOMAIN), subj)
+    with pytest.raises(names.InvalidName):
+        names.dlq_subject("a.b", "svc")
     assert names.queue_group("cloudhub") == "edgebus-cloudhub"
     assert not subject_matches(names.DLQ_FILTER, names.JOIN_SUBJECT)
 
@@ -349,3 +355,24 @@ def test_mesh_tunnel_subjects_reject_foreign_subjects() -> None:
             names.parse_mesh_tunnel_subject(bad)
     with pytest.raises(names.InvalidName):
         names.mesh_tunnel_subject("n1", "n2", "a.b")
+
+
+def test_header_names_are_written_only_in_names() -> None:
+    """Every NATS and edgebus header name is spelled once, in edgebus/names.py: no module
+    keeps its own copy (a copy that drifts is a header nobody reads)."""
+    import re
+    from pathlib import Path
+
+    root = Path(names.__file__).resolve().parent.parent
+    literal = re.compile(r"""["'](Nats|Edgebus|KV)-[A-Za-z][-A-Za-z0-9]*["']""")
+    found = [
+        f"{p.relative_to(root)}:{n}: {line.strip()}"
+        for tree in ("edgebus", "services")
+        for p in sorted((root / tree).rglob("*.py"))
+        if p.name != "names.py" or p.parent.name != "edgebus"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert found == []
+    spelled = [v for k, v in vars(names).items() if k.startswith("HDR_") and isinstance(v, str)]
+    assert len(spelled) == len(set(spelled)), "two names for one header"

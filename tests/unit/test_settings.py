@@ -121,10 +121,54 @@ def test_init_arguments_win(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceSettings(node="explicit").node == "explicit"
 
 
-def test_unknown_keys_are_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGEBUS_CONFIG", str(write_yaml(tmp_path, "nonsense: 1\nnode: n\n")))
-    monkeypatch.setenv("EDGEBUS_WHATEVER", "x")
-    assert ServiceSettings().node == "n"
+def test_unknown_yaml_keys_are_errors_naming_the_nearest_valid_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEBUS_CONFIG", str(write_yaml(tmp_path, "nodename: n\n")))
+    with pytest.raises(ValueError, match=r"unknown setting 'nodename'; did you mean node\?"):
+        ServiceSettings()
+    monkeypatch.setenv("EDGEBUS_CONFIG", str(write_yaml(tmp_path, "metamanager:\n  data_dri: /x\ncache:\n  limits:\n    max_object: 3\n")))
+    with pytest.raises(ValueError) as err:
+        MetaManagerSettings()
+    assert "unknown setting 'metamanager.data_dri'; did you mean metamanager.data_dir?" in str(err.value)
+    assert "unknown setting 'cache.limits.max_object'; did you mean cache.limits.max_objects?" in str(err.value)
+
+
+def test_unknown_env_settings_are_errors_naming_the_nearest_valid_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEBUS_NATS__PING_INTERVALL", "2")
+    with pytest.raises(ValueError, match="unknown setting EDGEBUS_NATS__PING_INTERVALL; did you mean EDGEBUS_NATS__PING_INTERVAL"):
+        ServiceSettings()
+    monkeypatch.delenv("EDGEBUS_NATS__PING_INTERVALL")
+    monkeypatch.setenv("EDGEBUS_DRAIN_TIMOUT", "1")
+    with pytest.raises(ValueError, match="EDGEBUS_DRAIN_TIMOUT; did you mean EDGEBUS_DRAIN_TIMEOUT"):
+        ServiceSettings()
+    monkeypatch.delenv("EDGEBUS_DRAIN_TIMOUT")
+    # a group of another service is unknown to this one
+    monkeypatch.setenv("EDGEBUS_METAMANAGER__DATA_DIR", "/x")
+    with pytest.raises(ValueError, match="EDGEBUS_METAMANAGER__DATA_DIR"):
+        ServiceSettings()
+    assert MetaManagerSettings().metamanager.data_dir == "/x"
+
+
+def test_errors_do_not_echo_the_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEBUS_NATS__TOKEN", "s3cret-token")
+    monkeypatch.setenv("EDGEBUS_NATS__TOKN", "x")
+    with pytest.raises(ValueError) as err:
+        ServiceSettings()
+    assert "s3cret-token" not in str(err.value)
+
+
+def test_variables_that_are_not_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("EDGEBUS_LAB_DIR", "EDGEBUS_NATS_SERVER", "EDGEBUS_VENV", "EDGEBUS_CONFIG", "EDGEBUS_IMAGE_CACHE", "EDGEBUS_SERVER", "EDGEBUS_CLOUD_NATS"):
+        monkeypatch.setenv(name, "/dev/null" if name == "EDGEBUS_CONFIG" else "x")
+    assert ServiceSettings().node is None
+
+
+class Labelled(ServiceSettings):
+    labels: dict[str, str] = {}
+
+
+def test_free_form_maps_take_any_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEBUS_LABELS__SITE", "north")
+    assert Labelled().labels == {"site": "north"}
 
 
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,3 +275,46 @@ def test_to_env_roundtrip_property(
         for k, v in to_env(original.model_dump()).items():
             mp.setenv(k, v)
         assert MetaManagerSettings() == original
+
+
+def test_every_lab_process_accepts_the_settings_the_lab_gives_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab passes settings through the environment: each service knows every one."""
+    import importlib
+
+    from edgebus.lab import LabPlan
+
+    plan = LabPlan(data_dir=str(tmp_path), nodes=["edge-1", "edge-2"], containerd=False, replicas={"edgecontroller": 2})
+    checked = 0
+    for spec in plan.processes():
+        if "-m" not in spec.argv or not spec.argv[-1].startswith("services."):
+            continue
+        config = importlib.import_module(f"{spec.argv[-1]}.config")
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in spec.env.items():
+                mp.setenv(k, v)
+            config.Settings()
+        checked += 1
+    assert checked >= 12
+
+
+def test_the_all_in_one_process_and_each_service_inside_accept_their_settings(tmp_path: Path) -> None:
+    import importlib
+
+    from edgebus.allinone.settings import Settings as AllInOne, member_prefix
+    from edgebus.lab import LabPlan
+
+    plan = LabPlan(data_dir=str(tmp_path), nodes=["edge-1"], containerd=False, all_in_one=True)
+    [spec] = [p for p in plan.processes() if p.argv[-1] == "edgebus.allinone"]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in spec.env.items():
+            mp.setenv(k, v)
+        aio = AllInOne()
+        members = [*aio.allinone.services, *aio.allinone.on_demand]
+        assert "edgehub" in members and "mappers.modbus" in members
+        for name in members:
+            config = importlib.import_module(f"services.{name}.config")
+            s = config.Settings(_env_prefix=member_prefix(name))
+            assert s.node == "edge-1"
+        mp.setenv(member_prefix("edgehub") + "NO_SUCH_KEY", "1")
+        with pytest.raises(Exception, match="NO_SUCH_KEY"):
+            importlib.import_module("services.edgehub.config").Settings(_env_prefix=member_prefix("edgehub"))

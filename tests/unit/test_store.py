@@ -384,3 +384,24 @@ def test_table_reads_after_fork_raise(forkable_store: Store, op: str) -> None:
     }
     out = in_child(calls[op])
     assert out.startswith("StoreError:"), out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
+def test_a_full_disk_is_store_full_and_the_store_works_again_after(tmp_path: Path) -> None:
+    """LMDB answers a commit on a full disk with EIO: that is StoreFull (retry later), not a
+    crash that would count towards dead-lettering the message."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        s = Store(mnt / "db", map_size=64 * MIB)
+        t = s.table("x")
+        with pytest.raises(StoreFull, match="could not commit"):
+            for i in range(1000):
+                s.write(lambda txn, i=i: t.put(txn, f"k{i}", "v" * 50_000))
+        s.write(lambda txn: [t.delete(txn, k) for k, _ in t.items()])  # space again
+        s.write(lambda txn: t.put(txn, "after", "ok"))
+        assert t.get("after") == "ok"
+        s.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -95,9 +95,22 @@ VALID: dict[str, dict[str, Any]] = {
             "protocol": "modbus",
             "properties": [
                 {"name": "temperature", "type": "FLOAT", "accessMode": "ReadOnly", "minimum": "-40", "maximum": "120", "unit": "Celsius"},
-                {"name": "fan", "type": "boolean", "accessMode": "ReadWrite"},
+                {"name": "fan", "type": "BOOLEAN", "accessMode": "ReadWrite"},
             ],
         },
+    },
+    "runtimeclasses": {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "wasm"},
+        "handler": "wasm",
+        "scheduling": {"nodeSelector": {"tier": "small"}, "tolerations": [{"key": "small", "operator": "Exists"}]},
+    },
+    "poddisruptionbudgets": {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}},
     },
     "devices": {
         "apiVersion": "devices.kubeedge.io/v1beta1",
@@ -152,6 +165,83 @@ VALID.update(
         },
     }
 )
+
+
+_TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "busybox:1"}]}}
+_JOB_TEMPLATE = {"metadata": {"labels": {"app": "batch"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox:1"}]}}
+VALID.update(
+    {
+        "deployments": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": _TEMPLATE, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "50%"}}},
+        },
+        "replicasets": {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "web-abc", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}, "template": _TEMPLATE},
+        },
+        "daemonsets": {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": _TEMPLATE, "updateStrategy": {"type": "OnDelete"}},
+        },
+        "statefulsets": {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 3, "serviceName": "db", "podManagementPolicy": "Parallel", "selector": {"matchLabels": {"app": "web"}}, "template": _TEMPLATE},
+        },
+        "controllerrevisions": {
+            "apiVersion": "apps/v1",
+            "kind": "ControllerRevision",
+            "metadata": {"name": "agent-5d9f7c", "namespace": "default"},
+            "revision": 2,
+            "data": {"spec": {"template": {"$patch": "replace"}}},
+        },
+        "jobs": {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "pi", "namespace": "default"},
+            "spec": {"completions": 3, "parallelism": 2, "backoffLimit": 1, "activeDeadlineSeconds": 60, "template": _JOB_TEMPLATE},
+        },
+        "cronjobs": {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "tick", "namespace": "default"},
+            "spec": {"schedule": "*/5 * * * *", "timeZone": "Europe/Berlin", "concurrencyPolicy": "Forbid", "jobTemplate": {"spec": {"template": _JOB_TEMPLATE}}},
+        },
+    }
+)
+VALID.update(
+    {
+        "nodegroups": {"apiVersion": "apps.kubeedge.io/v1alpha1", "kind": "NodeGroup", "metadata": {"name": "site-a"}, "spec": {"nodes": ["edge-1"], "matchLabels": {"site": "a"}}},
+        "edgeapplications": {
+            "apiVersion": "apps.kubeedge.io/v1alpha1",
+            "kind": "EdgeApplication",
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {
+                "workloadTemplate": {"manifests": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}}]},
+                "workloadScope": {"targetNodeGroups": [{"name": "site-a", "overriders": {"replicas": 2, "imageOverriders": [{"component": "Tag", "operator": "replace", "value": "v2"}]}}]},
+            },
+        },
+    }
+)
+_MINIMAL = {
+    "deployments": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+    "replicasets": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+    "daemonsets": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+    "statefulsets": {"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+    "controllerrevisions": {"revision": 1},
+    "runtimeclasses": {"handler": "runc"},
+    "nodegroups": {"spec": {}},
+    "edgeapplications": {"spec": {"workloadScope": {}}},
+    "jobs": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}},
+    "cronjobs": {"spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "i"}]}}}}}},
+}
 
 
 def obj(resource: str, **changes: Any) -> dict[str, Any]:
@@ -211,6 +301,7 @@ def test_minimal_objects_pass(plural: str) -> None:
         o["spec"] = {"ports": [{"port": 80}]}
     if plural in ("rolebindings", "clusterrolebindings"):
         o["roleRef"] = {"kind": "ClusterRole", "name": "view"}
+    o.update(copy.deepcopy(_MINIMAL.get(plural, {})))
     validate(RESOURCES[plural], o)
 
 
@@ -531,3 +622,24 @@ def test_normalize_secret_string_data_wins_and_defaults() -> None:
     s3: dict[str, Any] = {"metadata": {"name": "s"}}
     normalize_secret(s3)
     assert s3 == {"metadata": {"name": "s"}, "type": "Opaque"}
+
+
+# -- the registry of per-resource checks -------------------------------------------------------
+
+
+def test_every_registered_check_belongs_to_a_served_resource() -> None:
+    import edgebus.objects as objects_package
+    from edgebus.objects import checks, device_views, resources
+
+    served = {v.plural for mod in (objects_package, resources, device_views) for v in vars(mod).values() if isinstance(v, Resource)}
+    assert checks.registered() <= served, checks.registered() - served
+    # every served kind with a body of its own has a check (namespaces only have names)
+    assert set(RESOURCES) - checks.registered() == {"namespaces"}
+
+
+def test_a_resource_has_one_check() -> None:
+    from edgebus.objects import checks
+
+    with pytest.raises(ValueError, match="pods: a check is already registered"):
+        checks.checks(PODS.plural)(lambda c, obj: None)
+    assert checks.kind_check(PODS.plural) is not None and checks.kind_check(PODS.plural).__name__ == "check_pod"

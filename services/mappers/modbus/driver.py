@@ -1,17 +1,18 @@
 """The Modbus driver (pymodbus 3.16 async clients): TCP or RTU, the four register kinds,
 decoding in :mod:`edgebus.devices.modbus_codec`.
 
-Protocol ``configData`` (the Device's ``spec.protocol.configData``)::
+Protocol ``configData`` (the Device's ``spec.protocol.configData``; keys in any case,
+numbers also as strings)::
 
-    transport: tcp            # tcp (default) | rtu
+    transport: tcp            # tcp (default) | rtu; also communicateMode: TCP | RTU
     ip: 127.0.0.1             # tcp (also: host)
     port: 502                 # tcp
     deviceID: 1               # the unit / slave id (also: slaveID)
-    timeout: 1.0              # seconds per request
-    serialPort: /dev/ttyUSB0  # rtu
+    timeout: 1.0              # seconds per request (a value above 100 is milliseconds)
+    serialPort: /dev/ttyUSB0  # rtu (also: serialName)
     baudRate: 19200           # rtu
     dataBits: 8               # rtu
-    parity: N                 # rtu: N | E | O
+    parity: N                 # rtu: N | E | O (also none | even | odd)
     stopBits: 1               # rtu
 """
 
@@ -46,19 +47,36 @@ EXCEPTION_NAMES = {
 }
 
 
+_PARITY = {"n": "N", "none": "N", "e": "E", "even": "E", "o": "O", "odd": "O"}
+
+
 def settings_of(cfg: dict[str, Any], default_timeout: float) -> dict[str, Any]:
-    transport = str(cfg.get("transport") or ("rtu" if cfg.get("serialPort") else "tcp")).lower()
+    """Connection settings from the protocol ``configData``: keys in any case, numbers as
+    numbers or strings (KubeEdge's fixtures and demos write ``port: "5502"``, ``SerialPort``,
+    ``parity: even``, ``communicateMode: TCP``)."""
+    c = {str(k).lower(): d.coerce_scalar(v) for k, v in (cfg or {}).items()}
+
+    def first(*keys: str, default: Any = None) -> Any:
+        for k in keys:
+            if c.get(k) not in (None, ""):
+                return c[k]
+        return default
+
+    serial = first("serialport", "serialname", default="")
+    transport = str(first("transport", "communicatemode", default="rtu" if serial else "tcp")).lower()
+    timeout = first("timeout", default=default_timeout)
     return {
-        "transport": transport,
-        "host": str(cfg.get("ip") or cfg.get("host") or "127.0.0.1"),
-        "port": int(cfg.get("port") or 502),
-        "device_id": int(cfg.get("deviceID") if cfg.get("deviceID") is not None else cfg.get("slaveID") or 1),
-        "timeout": float(cfg.get("timeout") or default_timeout),
-        "serial_port": str(cfg.get("serialPort") or ""),
-        "baudrate": int(cfg.get("baudRate") or 19200),
-        "bytesize": int(cfg.get("dataBits") or 8),
-        "parity": str(cfg.get("parity") or "N")[:1].upper(),
-        "stopbits": int(cfg.get("stopBits") or 1),
+        "transport": "rtu" if transport == "rtu" else "tcp",
+        "host": str(first("ip", "host", default="127.0.0.1")),
+        "port": int(first("port", default=502)),
+        "device_id": int(first("deviceid", "slaveid", default=1)),
+        # KubeEdge's mappers take milliseconds above 100 (e.g. 1000), edgebus seconds
+        "timeout": float(timeout) / 1000 if isinstance(timeout, (int, float)) and timeout > 100 else float(timeout or default_timeout),
+        "serial_port": str(serial),
+        "baudrate": int(first("baudrate", default=19200)),
+        "bytesize": int(first("databits", default=8)),
+        "parity": _PARITY.get(str(first("parity", default="N")).lower(), "N"),
+        "stopbits": int(first("stopbits", default=1)),
     }
 
 

@@ -1,0 +1,3 @@
+from edgebus.allinone.host import main
+
+main()

@@ -1,0 +1,4 @@
+"""cronjobcontroller (cloud)."""
+from services.cronjobcontroller.service import main
+
+main()

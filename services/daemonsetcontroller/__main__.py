@@ -1,0 +1,4 @@
+"""daemonsetcontroller (cloud)."""
+from services.daemonsetcontroller.service import main
+
+main()

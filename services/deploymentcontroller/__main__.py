@@ -1,0 +1,4 @@
+"""deploymentcontroller (cloud)."""
+from services.deploymentcontroller.service import main
+
+main()

@@ -1,0 +1,4 @@
+"""edgeapplicationcontroller (cloud)."""
+from services.edgeapplicationcontroller.service import main
+
+main()

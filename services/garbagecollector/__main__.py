@@ -1,0 +1,4 @@
+"""garbagecollector (cloud)."""
+from services.garbagecollector.service import main
+
+main()

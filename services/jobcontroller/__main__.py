@@ -1,0 +1,4 @@
+"""jobcontroller (cloud)."""
+from services.jobcontroller.service import main
+
+main()

@@ -1,0 +1,4 @@
+"""nodegroupcontroller (cloud)."""
+from services.nodegroupcontroller.service import main
+
+main()

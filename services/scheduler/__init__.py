@@ -1,0 +1,1 @@
+"""scheduler: binds pods to nodes, and keeps PodDisruptionBudgets' status (cloud)."""

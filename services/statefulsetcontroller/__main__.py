@@ -1,0 +1,4 @@
+"""statefulsetcontroller (cloud)."""
+from services.statefulsetcontroller.service import main
+
+main()

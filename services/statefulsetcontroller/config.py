@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from edgebus.runtime import ServiceSettings
+from edgebus.workloads.service import ControllerSettings
+
+
+class Settings(ServiceSettings):
+    statefulsetcontroller: ControllerSettings = ControllerSettings()
