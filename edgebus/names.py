@@ -136,6 +136,13 @@ CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
 #: never crosses the link)
 LEAFZ_SUBJECT = "$SYS.REQ.SERVER.PING.LEAFZ"
 
+
+def account_connection_events(account: str) -> tuple[str, str]:
+    """A server's advisories on its system account when a connection bound to ``account``
+    opens or closes (``client_connect`` / ``client_disconnect``; leaf connections included,
+    with ``client.kind`` ``Leafnode``)."""
+    return f"$SYS.ACCOUNT.{account}.CONNECT", f"$SYS.ACCOUNT.{account}.DISCONNECT"
+
 CONSUMER_CLOUDHUB = "cloudhub"
 CONSUMER_METAMANAGER = "metamanager"
 #: edge: metamanager's copy of the node's own pod status, read from the outbox

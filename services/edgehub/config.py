@@ -16,7 +16,13 @@ class EdgeHubSettings(BaseModel):
     status_report_interval: float = Field(
         300.0, description="Seconds after which the node status is sent again although nothing changed (Kubernetes' nodeStatusReportFrequency: 5 min)."
     )
-    link_check_interval: float = Field(1.0, description="Seconds between cloud-link checks.")
+    link_check_interval: float = Field(1.0, gt=0, description="Seconds between cloud-link checks while the link is down or changing.")
+    link_idle_check_interval: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between checks of a link that is up, when the node's server tells edgehub of its leaf connections "
+        "opening and closing (system-account advisories: a change is checked at once); without them every check is link_check_interval apart.",
+    )
     link_probe: Literal["leafz", "jetstream"] = Field(
         "leafz",
         description="How the link is checked: 'leafz' asks the node's own server for its leaf connection (needs system_nkey_file; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -99,6 +100,17 @@ def leaf_up(leafz: Any, account: str = "EDGE") -> bool | None:
     if not isinstance(leafs, list):
         return None
     return any(isinstance(x, dict) and x.get("is_spoke", True) and x.get("account") == account for x in leafs)
+
+
+def leaf_advisory(data: bytes) -> bool:
+    """Whether a connect/disconnect advisory of the node's server is about a leaf connection
+    (the cloud link, or a site member's); anything unreadable is not."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    client = doc.get("client") if isinstance(doc, dict) else None
+    return isinstance(client, dict) and client.get("kind") == "Leafnode"
 
 
 def outbox_backlog(last_seq: int, forwarded_seq: int, messages: int, nbytes: int, oldest_age: float | None) -> dict[str, Any]:

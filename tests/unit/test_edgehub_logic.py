@@ -46,3 +46,12 @@ def test_node_status_is_sent_on_change_or_at_the_report_interval() -> None:
     assert not status_due(s, dict(s), 60.0, 300.0), "unchanged, within the report interval"
     assert status_due(s, {**s, "capacity": {"cpu": "4"}}, 1.0, 300.0), "changed"
     assert status_due(s, dict(s), 300.0, 300.0), "unchanged, but the report interval passed"
+
+
+def test_only_a_leaf_connections_advisory_wakes_the_link_check() -> None:
+    leaf = b'{"type":"io.nats.server.advisory.v1.client_disconnect","client":{"acc":"EDGE","kind":"Leafnode"},"reason":"Client Closed"}'
+    client = b'{"type":"io.nats.server.advisory.v1.client_connect","client":{"acc":"EDGE","kind":"Client","name":"edged"}}'
+    assert logic.leaf_advisory(leaf)
+    assert not logic.leaf_advisory(client)
+    for garbage in (b"", b"not json", b"[1,2]", b'{"client":"Leafnode"}', b"\xff\xfe"):
+        assert not logic.leaf_advisory(garbage)
