@@ -8,7 +8,7 @@ runs: the node is idle (no pods, no devices). Measured twice in the same process
 
 1. baseline: edgehub checks the link by asking the cloud's JetStream API every second
    (``link_probe=jetstream``, what edgehub did before);
-2. edgehub asks its own server's ``LEAFZ`` every second (``link_probe=leafz``).
+2. edgehub asks its own server's ``LEAFZ`` (``link_probe=leafz``), woken by its connection advisories.
 
     .venv/bin/python bench/link_idle.py [--seconds 120]
 """

@@ -59,6 +59,8 @@ CAPACITY = {"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "1
 HOLLOW_LABEL = "edgebus.io/hollow"
 #: seconds after which an unacknowledged forward is published again
 RESEND_AFTER = 5.0
+#: the reply token of a heartbeat's ack (the outbox's messages are numbered)
+HEARTBEAT_ACK = "hb"
 
 
 @dataclass
@@ -185,6 +187,12 @@ class HollowNode:
         st = self.fleet.stats
         if subject.startswith(self._inbox):
             tok = subject.rsplit(".", 1)[-1]
+            if tok == HEARTBEAT_ACK:
+                if b'"error"' in data or hdr.startswith(b"NATS/1.0 503"):
+                    st.nacked += 1  # not stored: the next heartbeat is due anyway
+                else:
+                    st.acked += 1
+                return
             if tok not in self.pending:
                 return
             if b'"error"' in data or hdr.startswith(b"NATS/1.0 503"):
@@ -266,7 +274,12 @@ class HollowNode:
                     return
 
     def heartbeat(self) -> None:
-        self.forward(names.UP_HEARTBEAT, Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"node": self.name, "time": time.time_ns(), "link": True}))
+        """As edgehub sends it: straight into the cloud's stream, outside the outbox (no
+        sequence, no cursor, never sent again: the next one is due anyway)."""
+        env = Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"node": self.name, "time": time.time_ns(), "link": True})
+        headers = {**env.headers(), names.HDR_EXPECTED_STREAM: names.STREAM_UP}
+        self.fleet.stats.published += 1
+        self._hpub(names.up_subject(self.name, names.UP_HEARTBEAT), f"{self._inbox}.{HEARTBEAT_ACK}", headers, env.encode())
 
     def node_status(self) -> None:
         status = {

@@ -9,8 +9,9 @@ The wiring — which tasks and routes run; each lives in the module named for wh
   holds.
 * ``downstream`` (:mod:`services.edgehub.downstream`) pulls the node's desired state from its
   durable consumer on the cloud's ``EDGEBUS_DOWN`` into ``EDGEBUS_EDGE_DOWN``.
-* ``heartbeat`` / ``node-status`` (:mod:`services.edgehub.status`) publish into the outbox,
-  so they are kept while offline.
+* ``node-status`` (:mod:`services.edgehub.status`) publishes into the outbox, so it is kept
+  while offline; ``heartbeat`` sends straight to the cloud's ``EDGEBUS_UP`` while the link
+  is up (a heartbeat kept offline would count for nothing).
 * ``credentials`` (:mod:`services.edgehub.credentials`) renews the node's link certificate.
 * the ``state`` reply (:mod:`services.edgehub.handlers`).
 

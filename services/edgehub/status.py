@@ -1,8 +1,12 @@
 """edgehub's ``heartbeat`` and ``node-status`` tasks.
 
-Both publish into the outbox, so they are kept while offline and forwarded when the link
-is back. The node status is sent when its facts changed, or every
-``status_report_interval`` (5 min) otherwise, and once when the link first comes up.
+The node status goes into the outbox, so it is kept while offline and forwarded when the
+link is back; it is sent when its facts changed, or every ``status_report_interval`` (5 min)
+otherwise, and once when the link first comes up. A heartbeat says the node is alive *now*:
+one kept while offline says nothing when it arrives (the cloud counts a heartbeat only if it
+stored it within the grace period), so heartbeats are sent only while the link is up,
+straight into the cloud's upstream stream - one small message and its ack every
+``heartbeat_interval``, not a forwarded batch with the outbox's cursor.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ class NodeStatus:
 
     async def heartbeats(self) -> None:
         while True:
-            env = Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"node": self.node, "time": clock.now_ns(), "link": self.ctx.link.up})
+            await self.ctx.link.wait_up()
+            env = Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"node": self.node, "time": clock.now_ns(), "link": True})
             try:
-                await self.bus.js_publish(names.outbox_subject(self.node, names.UP_HEARTBEAT), env, stream=names.STREAM_EDGE_UP)
+                await self.bus.js_publish(names.up_subject(self.node, names.UP_HEARTBEAT), env, stream=names.STREAM_UP, timeout=self.cfg.forward_timeout)
                 self.ctx.last_heartbeat = time.time()
             except BusError as exc:
-                log.warning("heartbeat not stored: %s", exc)
+                log.warning("heartbeat not sent: %s", exc)
             await asyncio.sleep(self.cfg.heartbeat_interval)
 
     async def publish(self, status: dict[str, Any] | None = None) -> bool:

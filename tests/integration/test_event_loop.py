@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebus import names
+from edgebus import names, topology
 from edgebus.metaclient import MetaClient
 from edgebus.natsd import free_port
 from edgebus.objects import CONFIGMAPS, PODS
@@ -122,6 +122,10 @@ async def test_unresolvable_dns_does_not_stop_heartbeats(cluster, tmp_path: Path
             EDGEBUS_EDGEHUB__STATUS_INTERVAL="0.5",
             EDGEBUS_OPS__PORT=str(free_port()),
         )
+        admin = cluster.hub.bus("test-cloud")
+        await admin.connect(retry_for=10)
+        await topology.ensure_cloud_streams(admin)  # heartbeats go straight to the cloud's stream
+        await admin.close()
         bus = leaf.bus("test-edge")
         await bus.connect(retry_for=5)
         beats: list[float] = []
@@ -129,7 +133,7 @@ async def test_unresolvable_dns_does_not_stop_heartbeats(cluster, tmp_path: Path
         async def on_beat(_m: object) -> None:
             beats.append(time.monotonic())
 
-        await bus.subscribe(names.outbox_subject("edge-1", names.UP_HEARTBEAT), on_beat)
+        await bus.subscribe(names.up_subject("edge-1", names.UP_HEARTBEAT), on_beat)
         log = open(tmp_path / "edgehub.log", "wb")
         proc = subprocess.Popen(in_broken_dns(tmp_path, dns, [sys.executable, "-m", "services.edgehub"]), env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
         log.close()

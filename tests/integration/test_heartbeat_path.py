@@ -1,0 +1,67 @@
+"""edgehub's heartbeats against real servers: sent only while the link is up, straight into
+the cloud's upstream stream, never through the outbox (a heartbeat kept while offline says
+nothing when it arrives: the cloud counts one only if it stored it within the grace
+period)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgebus import names, topology
+from edgebus.bus import get_last
+from edgebus.testing.servers import Cluster, start_leaf
+from edgebus.testing.services import build_service
+from edgebus.testing.waiting import eventually
+
+
+@pytest.mark.timeout(120)
+async def test_heartbeats_go_straight_to_the_cloud_and_none_is_kept_offline(cluster: Cluster, tmp_path: Path) -> None:
+    hub = cluster.hub
+    leaf = start_leaf(tmp_path, hub, "edge-1", via_proxy=True)
+    assert leaf.proxy is not None
+    admin = hub.bus("test")
+    await admin.connect(retry_for=10)
+    await topology.ensure_cloud_streams(admin)
+    beats: list[tuple[float, dict[str, str]]] = []
+
+    async def seen(m: Any) -> None:
+        beats.append((time.monotonic(), dict(m.headers or {})))
+
+    await admin.subscribe(names.up_subject("edge-1", names.UP_HEARTBEAT), seen)
+    edge = leaf.bus("test-edge")
+    await edge.connect(retry_for=10)
+    svc = build_service(
+        "edgehub",
+        node="edge-1",
+        nats=leaf.nats_settings("edgehub"),
+        edgehub={"system_nkey_file": str(leaf.identity.local_nkey_file("system")), "link_check_interval": 0.2, "heartbeat_interval": 0.3},
+    )
+    await svc.start()
+    ctx = svc.ctx
+    try:
+        await eventually(lambda: len(beats) >= 3, timeout=30, msg="heartbeats in the cloud")
+        assert all(names.HDR_UP_SEQ not in h for _, h in beats), "a heartbeat is not an outbox message"
+        leaf.proxy.cut()
+        await eventually(lambda: not ctx.link.up, timeout=20, msg="link down")
+        await asyncio.sleep(2.0)  # ~6 heartbeat intervals offline
+        healed = time.monotonic()
+        leaf.proxy.heal()
+        await eventually(lambda: ctx.link.up, timeout=30, msg="link up again")
+        await eventually(lambda: any(t > healed for t, _ in beats), timeout=10, msg="heartbeats again after the heal")
+        await asyncio.sleep(0.5)
+        after = [t for t, _ in beats if t > healed]
+        first = after[0]
+        burst = [t for t in after if t - first < 0.25]
+        assert len(burst) == 1, f"{len(burst)} heartbeats at once after the heal: offline ones were kept"
+        assert await get_last(edge, names.STREAM_EDGE_UP, names.outbox_subject("edge-1", names.UP_HEARTBEAT)) is None, "a heartbeat in the outbox"
+    finally:
+        await svc.stop()
+        await edge.close()
+        await admin.close()
+        leaf.server.stop()
+        leaf.proxy.close()
