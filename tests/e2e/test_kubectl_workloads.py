@@ -7,6 +7,7 @@ drain`` cordons and evicts through ``pods/eviction`` honouring a PodDisruptionBu
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,7 +129,9 @@ def test_get_events_watch_streams_new_events(k: Kubectl) -> None:
 
 
 def test_drain_cordons_and_evicts_honouring_the_budget(k: Kubectl, lab: BackgroundLab) -> None:
-    s = suffix(k)
+    # names of this attempt only: a failed attempt's pods may still be terminating when
+    # the test is run again, and the budget would count them
+    s = f"{suffix(k)}-{secrets.token_hex(2)}"
     app = f"web-{s}"
     names = [f"{app}-{i}" for i in range(3)]
     for n in names:
