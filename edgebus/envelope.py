@@ -1,9 +1,10 @@
 """The message envelope (KubeEdge's beehive model) and its wire encoding.
 
 Body: a msgpack map ``{id, parent_id, timestamp, resource_version, sync, seq, route,
-content}``. The routing metadata is repeated in NATS headers (``Nats-Msg-Id`` = id, plus
-readable op / resource / rv / source headers) so standard NATS tools can make sense of the
-traffic without decoding msgpack.
+content}``; a field at its default is left out (and read back as its default). The routing
+metadata is repeated in NATS headers (``Nats-Msg-Id`` = id, plus readable op / resource / rv
+/ source headers) so standard NATS tools can make sense of the traffic without decoding
+msgpack.
 """
 
 from __future__ import annotations
@@ -87,24 +88,22 @@ class Envelope:
 
     # -- wire -------------------------------------------------------------------------
     def encode(self) -> bytes:
-        return msgpack.packb(
-            {
-                "id": self.id,
-                "parent_id": self.parent_id,
-                "timestamp": self.timestamp,
-                "resource_version": self.resource_version,
-                "sync": self.sync,
-                "seq": self.seq,
-                "route": {
-                    "source": self.route.source,
-                    "group": self.route.group,
-                    "operation": self.route.operation,
-                    "resource": self.route.resource,
-                },
-                "content": self.content,
-            },
-            use_bin_type=True,
-        )
+        """The wire body. A field at its default (``""``, ``False``, ``0``) is left out:
+        :meth:`decode` reads a missing field as its default, so a heartbeat or a plain event
+        costs the link only what it says."""
+        route = {k: v for k, v in (("source", self.route.source), ("group", self.route.group), ("operation", self.route.operation), ("resource", self.route.resource)) if v}
+        body: dict[str, Any] = {"id": self.id, "timestamp": self.timestamp, "route": route}
+        if self.parent_id:
+            body["parent_id"] = self.parent_id
+        if self.resource_version:
+            body["resource_version"] = self.resource_version
+        if self.sync:
+            body["sync"] = True
+        if self.seq:
+            body["seq"] = self.seq
+        if self.content is not None:
+            body["content"] = self.content
+        return msgpack.packb(body, use_bin_type=True)
 
     def headers(self) -> dict[str, str]:
         hdrs = {

@@ -260,7 +260,11 @@ class LeafConfig:
     host: str = "127.0.0.1"
     mqtt_port: int | None = None
     http_port: int | None = None
-    ping_interval: str = "2s"
+    #: the leaf connection's keepalive (the server pings its idle local clients as often):
+    #: a silently dead link is noticed after ``ping_max`` missed pings, 20-30 s; a reset
+    #: one at once. Each ping and its pong cost ~28 bytes on the wire (TLS): 0.02 kbit/s
+    #: each way at 10 s, 0.11 at 2 s.
+    ping_interval: str = "10s"
     ping_max: int = 2
     max_file_store: str = "4G"
     #: JetStream's memory-storage limit (None: the server's default, 75% of the machine's memory)

@@ -16,8 +16,9 @@ What is real, per hollow node:
   nothing else;
 * its upstream: edgehub's forwarding protocol — JetStream publishes into ``EDGEBUS_UP`` with
   ``Nats-Msg-Id``, the outbox sequence and epoch headers, acknowledged by the cloud —
-  carrying heartbeats (every ``heartbeat`` s), the node status (at connect and every
-  ``status_interval`` s) and pod status.
+  carrying the node status (at connect and every ``status_interval`` s) and pod status;
+  and its heartbeats (every ``heartbeat`` s), published into ``EDGEBUS_UP`` as edgehub
+  does: the bare envelope, no headers, no ack asked for.
 
 What is simulated: the node has no server, store or services of its own. Its runtime is
 hollow: a pod bound to it is reported Running and Ready as soon as it arrives, and a
@@ -59,8 +60,6 @@ CAPACITY = {"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "1
 HOLLOW_LABEL = "edgebus.io/hollow"
 #: seconds after which an unacknowledged forward is published again
 RESEND_AFTER = 5.0
-#: the reply token of a heartbeat's ack (the outbox's messages are numbered)
-HEARTBEAT_ACK = "hb"
 
 
 @dataclass
@@ -187,12 +186,6 @@ class HollowNode:
         st = self.fleet.stats
         if subject.startswith(self._inbox):
             tok = subject.rsplit(".", 1)[-1]
-            if tok == HEARTBEAT_ACK:
-                if b'"error"' in data or hdr.startswith(b"NATS/1.0 503"):
-                    st.nacked += 1  # not stored: the next heartbeat is due anyway
-                else:
-                    st.acked += 1
-                return
             if tok not in self.pending:
                 return
             if b'"error"' in data or hdr.startswith(b"NATS/1.0 503"):
@@ -275,11 +268,11 @@ class HollowNode:
 
     def heartbeat(self) -> None:
         """As edgehub sends it: straight into the cloud's stream, outside the outbox (no
-        sequence, no cursor, never sent again: the next one is due anyway)."""
-        env = Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"node": self.name, "time": time.time_ns(), "link": True})
-        headers = {**env.headers(), names.HDR_EXPECTED_STREAM: names.STREAM_UP}
+        sequence, no cursor, never sent again: the next one is due anyway), the bare
+        envelope without headers and without asking for an ack."""
+        env = Envelope.new(source="edgehub", operation=OP_KEEPALIVE, resource="nodes", content={"time": time.time_ns()})
         self.fleet.stats.published += 1
-        self._hpub(names.up_subject(self.name, names.UP_HEARTBEAT), f"{self._inbox}.{HEARTBEAT_ACK}", headers, env.encode())
+        self._pub(names.up_subject(self.name, names.UP_HEARTBEAT), "", env.encode())
 
     def node_status(self) -> None:
         status = {

@@ -228,10 +228,12 @@ def start_leaf(
     upstream_leaf_port: int | None = None,
     leaf_port: int | None = None,
     identity: NodeIdentity | None = None,
+    ping_interval: str | None = None,
 ) -> Leaf:
     """An edge node's leaf server dialing the hub (or ``upstream_leaf_port``: a site server);
     with ``leaf_port`` it is itself a site server that accepts the site's nodes. Without
-    ``identity`` the node is given one from the hub's PKI."""
+    ``identity`` the node is given one from the hub's PKI; without ``ping_interval``, the
+    server's default (how soon a silent link is noticed)."""
     proxy = None
     target = upstream_leaf_port or hub.leaf_port
     if via_proxy:
@@ -252,6 +254,7 @@ def start_leaf(
             mqtt_port=free_port() if mqtt else None,
             leaf_port=leaf_port,
             auth=auth,
+            ping_interval=ping_interval or LeafConfig.ping_interval,
         ),
         root / node,
     )

@@ -14,6 +14,7 @@ import pytest
 
 from edgebus import names, topology
 from edgebus.bus import get_last
+from edgebus.envelope import OP_KEEPALIVE, Envelope
 from edgebus.testing.servers import Cluster, start_leaf
 from edgebus.testing.services import build_service
 from edgebus.testing.waiting import eventually
@@ -28,9 +29,13 @@ async def test_heartbeats_go_straight_to_the_cloud_and_none_is_kept_offline(clus
     await admin.connect(retry_for=10)
     await topology.ensure_cloud_streams(admin)
     beats: list[tuple[float, dict[str, str]]] = []
+    replies: list[str] = []
+    sizes: list[int] = []
 
     async def seen(m: Any) -> None:
         beats.append((time.monotonic(), dict(m.headers or {})))
+        replies.append(m.reply)
+        sizes.append(len(m.data))
 
     await admin.subscribe(names.up_subject("edge-1", names.UP_HEARTBEAT), seen)
     edge = leaf.bus("test-edge")
@@ -46,6 +51,12 @@ async def test_heartbeats_go_straight_to_the_cloud_and_none_is_kept_offline(clus
     try:
         await eventually(lambda: len(beats) >= 3, timeout=30, msg="heartbeats in the cloud")
         assert all(names.HDR_UP_SEQ not in h for _, h in beats), "a heartbeat is not an outbox message"
+        # what crosses an idle link every 10 s: the bare envelope, asking for nothing back
+        assert all(h == {} for _, h in beats), f"a heartbeat with headers: {beats[0][1]}"
+        assert replies and all(r == "" for r in replies), f"a heartbeat asked for an ack: {replies[0]!r}"
+        assert max(sizes) <= 160, f"a {max(sizes)}-byte heartbeat"
+        stored = await get_last(admin, names.STREAM_UP, names.up_subject("edge-1", names.UP_HEARTBEAT))
+        assert stored is not None and Envelope.decode(stored.data).route.operation == OP_KEEPALIVE, "stored in EDGEBUS_UP"
         leaf.proxy.cut()
         await eventually(lambda: not ctx.link.up, timeout=20, msg="link down")
         await asyncio.sleep(2.0)  # ~6 heartbeat intervals offline

@@ -71,7 +71,7 @@ async def test_hollow_nodes_join_turn_ready_and_run_pods(hub: Hub, bus: Bus, clo
         await eventually(all_ready, timeout=60, msg="every hollow node Ready")
         node = await store.get(NODES, None, "hollow-0")
         assert node["status"]["allocatable"]["pods"] == "110", "the node status was forwarded and merged"
-        assert fleet.stats.acked >= 2 * NODES_N and fleet.stats.nacked == 0
+        assert fleet.stats.acked >= NODES_N and fleet.stats.nacked == 0  # each node status forwarded (heartbeats ask for no ack)
 
         pod = {
             "apiVersion": "v1",

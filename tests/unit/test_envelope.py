@@ -232,3 +232,13 @@ def test_decode_arbitrary_envelope_shaped_maps(body: dict[str, Any]) -> None:
     assert isinstance(env.id, str) and env.id
     assert isinstance(env.seq, int) and isinstance(env.timestamp, int)
     assert isinstance(env.route.operation, str) and env.route.operation
+
+
+def test_fields_at_their_default_stay_off_the_wire() -> None:
+    bare = Envelope.new(source="edgehub", operation="keepalive", resource="nodes", content={"time": 1})
+    raw = msgpack.unpackb(bare.encode())
+    assert set(raw) == {"id", "timestamp", "route", "content"} and set(raw["route"]) == {"source", "operation", "resource"}
+    assert Envelope.decode(bare.encode()) == bare
+    full = Envelope.new(source="s", group="g", operation="update", resource="pods", content={"x": 1}, parent_id="p", resource_version="7", seq=3, sync=True)
+    assert set(msgpack.unpackb(full.encode())) == {"id", "timestamp", "route", "content", "parent_id", "resource_version", "sync", "seq"}
+    assert Envelope.decode(full.encode()) == full
