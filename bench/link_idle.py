@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgebus import topology  # noqa: E402
-from edgebus.testing.servers import start_hub, start_leaf  # noqa: E402
-from edgebus.testing.services import build_service  # noqa: E402
+from edgebus.testing.servers import start_hub  # noqa: E402
+from edgebus.testing.services import edgehub_on_leaf  # noqa: E402
 from edgebus.testing.waiting import eventually  # noqa: E402
 
 KUBEEDGE_KBIT_S = 0.25
@@ -34,34 +33,18 @@ KUBEEDGE_KBIT_S = 0.25
 
 async def measure(root: Path, probe: str, seconds: float) -> tuple[float, float]:
     hub = start_hub(root)
-    leaf = start_leaf(root, hub, "edge-1", via_proxy=True)
-    assert leaf.proxy is not None
-    admin = hub.bus("bench")
-    svc = None
     try:
-        await admin.connect(retry_for=10)
-        await topology.ensure_cloud_streams(admin)
-        svc = build_service(
-            "edgehub",
-            node="edge-1",
-            nats=leaf.nats_settings("edgehub"),
-            edgehub={"link_probe": probe, "system_nkey_file": str(leaf.identity.local_nkey_file("system"))},
-        )
-        await svc.start()
-        hub_ctx = svc.ctx
-        await eventually(lambda: hub_ctx.link.up, timeout=60, msg="link up")
-        await asyncio.sleep(15)  # joined, first status sent, consumers settled
-        up0, down0, t0 = leaf.proxy.bytes_up, leaf.proxy.bytes_down, time.monotonic()
-        await asyncio.sleep(seconds)
-        dt = time.monotonic() - t0
-        assert hub_ctx.link.up, "the link went down during the measurement"
-        return (leaf.proxy.bytes_up - up0) * 8 / 1000 / dt, (leaf.proxy.bytes_down - down0) * 8 / 1000 / dt
+        async with edgehub_on_leaf(hub, root, link_probe=probe) as rig:
+            await rig.start()
+            hub_ctx = rig.ctx
+            await eventually(lambda: hub_ctx.link.up, timeout=60, msg="link up")
+            await asyncio.sleep(15)  # joined, first status sent, consumers settled
+            up0, down0, t0 = rig.proxy.bytes_up, rig.proxy.bytes_down, time.monotonic()
+            await asyncio.sleep(seconds)
+            dt = time.monotonic() - t0
+            assert hub_ctx.link.up, "the link went down during the measurement"
+            return (rig.proxy.bytes_up - up0) * 8 / 1000 / dt, (rig.proxy.bytes_down - down0) * 8 / 1000 / dt
     finally:
-        if svc is not None:
-            await svc.stop()
-        await admin.close()
-        leaf.server.stop()
-        leaf.proxy.close()
         hub.server.stop()
 
 
